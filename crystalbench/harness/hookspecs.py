@@ -1,0 +1,68 @@
+"""The crystalbench plugin contract: every hook, documented where it is declared.
+
+A plugin is a module (or object) with functions decorated by
+`crystalbench.hookimpl` and named like the hooks below. It is found through
+the entry-point group ``crystalbench`` in the plugin's own pyproject.toml::
+
+    [project.entry-points.crystalbench]
+    my_model = "my_package.my_module"
+
+Built-in plugins are declared the same way in crystalbench's pyproject.toml.
+A plugin implements only the hooks it needs. A plugin that fails to import or
+raises inside a hook is reported by name (`bench plugins`) and skipped; the
+rest of the harness keeps working.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "crystalbench"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def bench_models():
+    """Return a list of `ModelSpec` this plugin offers.
+
+    Names must be unique across plugins; a clash is reported and the first
+    registered plugin (built-ins load first) keeps the name. The factory is
+    called once per job with a `ModelContext`; import heavy dependencies
+    (torch...) inside the factory, not at module import, so that listing
+    models stays fast and a missing optional dependency only breaks the jobs
+    that need it.
+    """
+
+
+@hookspec
+def bench_descriptors():
+    """Return a list of `DescriptorSpec` this plugin offers.
+
+    Descriptor sets feed feature-based models (`rf`) and hybrid models
+    (`de-cgcnn`, or any model with `accepts_features=True` via
+    `--descriptors NAME`). The harness caches their values on disk.
+    """
+
+
+@hookspec
+def bench_tasks():
+    """Return a list of `TaskSpec` this plugin offers.
+
+    `TaskSpec.load` is called lazily, only when a task is run, so listing
+    tasks never parses data. Raise `DataUnavailableError` from `load` when the
+    data is missing, saying how to obtain it.
+    """
+
+
+@hookspec
+def bench_run_finished(record):
+    """Called with every finished job's result record (a JSON-ready dict).
+
+    Observers (MLflow/W&B loggers, publishers, notifiers) implement this. The
+    record is already safely on disk when the hook runs, and an exception
+    raised here is reported and ignored, so an observer can never lose a
+    result. Keys: model, task, protocol, fold, seed, status, metrics,
+    predictions, timings, hparams, provenance, error.
+    """

@@ -1,0 +1,213 @@
+"""Plugin discovery: entry points -> pluggy -> a registry of named specs.
+
+Every plugin, built-in or third-party, is loaded from the ``crystalbench``
+entry-point group one at a time, so one that fails to import or raises in a
+hook is recorded in `Registry.problems` (one line naming it) and skipped.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Iterable
+
+import pluggy
+
+from . import hookspecs
+from .errors import UnknownNameError
+from .specs import DescriptorSpec, ModelSpec, TaskSpec
+
+__all__ = ["Registry", "PluginInfo", "load_registry", "disabled_plugins"]
+
+ENTRY_POINT_GROUP = "crystalbench"
+DISABLE_ENV = "CRYSTALBENCH_DISABLE_PLUGINS"
+HOOKS = ("bench_models", "bench_descriptors", "bench_tasks", "bench_run_finished")
+_KINDS = {"bench_models": ModelSpec, "bench_descriptors": DescriptorSpec, "bench_tasks": TaskSpec}
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    module: str
+    distribution: str | None
+    version: str | None
+    hooks: list[str] = field(default_factory=list)
+    provides: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+    disabled: bool = False
+
+
+@dataclass
+class Registry:
+    """The models, tasks and descriptor sets all loaded plugins offer."""
+
+    models: dict[str, ModelSpec] = field(default_factory=dict)
+    tasks: dict[str, TaskSpec] = field(default_factory=dict)
+    descriptors: dict[str, DescriptorSpec] = field(default_factory=dict)
+    plugins: list[PluginInfo] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    owner: dict[tuple[str, str], str] = field(default_factory=dict)
+    pm: pluggy.PluginManager | None = None
+
+    def model(self, name: str) -> ModelSpec:
+        return self.models[_resolve(name, self.models, "model")]
+
+    def task(self, name: str) -> TaskSpec:
+        return self.tasks[_resolve(name, self.tasks, "task")]
+
+    def descriptor(self, name: str) -> DescriptorSpec:
+        return self.descriptors[_resolve(name, self.descriptors, "descriptor set")]
+
+    def match_tasks(self, patterns: Iterable[str]) -> list[str]:
+        """Task names matching names or globs (`'desc_*'`), in registry order, no repeats."""
+        out: list[str] = []
+        for pat in patterns:
+            if any(ch in pat for ch in "*?["):
+                hits = [t for t in self.tasks if fnmatch.fnmatchcase(t, pat)]
+                if not hits:
+                    raise UnknownNameError(f"no task matches {pat!r}; see `bench list tasks`")
+            else:
+                hits = [_resolve(pat, self.tasks, "task")]
+            out.extend(h for h in hits if h not in out)
+        return out
+
+    def plugin_version(self, kind: str, name: str) -> str | None:
+        """Version of the distribution that provides a model/task/descriptor set."""
+        plugin = self.owner.get((kind, name))
+        for info in self.plugins:
+            if info.name == plugin:
+                return info.version
+        return None
+
+    def notify_finished(self, record: dict) -> list[str]:
+        """Call every `bench_run_finished` observer; return problems, never raise."""
+        problems = []
+        if self.pm is None:
+            return problems
+        for impl in self.pm.hook.bench_run_finished.get_hookimpls():
+            try:
+                impl.function(record=record)
+            except Exception as exc:  # an observer must never lose a result
+                problems.append(f"plugin {impl.plugin_name!r}: bench_run_finished raised {_short(exc)}")
+        return problems
+
+
+def _short(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {msg[0] if msg else ''}".rstrip(": ")
+
+
+def _resolve(name: str, pool: dict, kind: str) -> str:
+    if name in pool:
+        return name
+    lowered = {k.lower(): k for k in pool}
+    if name.lower() in lowered:
+        return lowered[name.lower()]
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(lowered[c]) for c in close)}?" if close else ""
+    plural = "descriptors" if kind == "descriptor set" else kind + "s"
+    raise UnknownNameError(f"unknown {kind} {name!r}{hint} (see `bench list {plural}`)")
+
+
+def disabled_plugins(extra: Iterable[str] = ()) -> set[str]:
+    env = os.environ.get(DISABLE_ENV, "")
+    names = {n.strip() for n in env.replace(";", ",").split(",") if n.strip()}
+    return names | {n for n in extra if n}
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
+    seen, out = set(), []
+    for ep in eps:  # the same dist can be visible twice (editable + path): keep one
+        if ep.name in seen:
+            continue
+        seen.add(ep.name)
+        out.append(ep)
+    # built-ins first so they keep their names on a clash
+    return sorted(out, key=lambda ep: (not ep.value.startswith("crystalbench."), ep.name))
+
+
+def load_registry(extra_plugins: Iterable[tuple[str, Any]] = (), disable: Iterable[str] = ()) -> Registry:
+    """Discover plugins and collect their specs.
+
+    extra_plugins: (name, module-or-object) pairs registered after the entry
+        points (tests and embedding applications use this).
+    disable: plugin names to skip, on top of CRYSTALBENCH_DISABLE_PLUGINS.
+    """
+    reg = Registry()
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    reg.pm = pm
+    off = disabled_plugins(disable)
+
+    candidates: list[tuple[PluginInfo, Any]] = []
+    for ep in _entry_points():
+        dist = getattr(ep, "dist", None)
+        info = PluginInfo(
+            name=ep.name,
+            module=ep.value,
+            distribution=dist.name if dist else None,
+            version=dist.version if dist else None,
+        )
+        reg.plugins.append(info)
+        if ep.name in off:
+            info.disabled = True
+            continue
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            info.error = f"failed to import {ep.value}: {_short(exc)}"
+            reg.problems.append(f"plugin {ep.name!r} skipped: {info.error}")
+            continue
+        candidates.append((info, obj))
+    for name, obj in extra_plugins:
+        info = PluginInfo(name=name, module=getattr(obj, "__name__", repr(obj)), distribution=None, version=None)
+        reg.plugins.append(info)
+        if name in off:
+            info.disabled = True
+            continue
+        candidates.append((info, obj))
+
+    for info, obj in candidates:
+        try:
+            pm.register(obj, name=info.name)
+        except Exception as exc:
+            info.error = f"could not be registered: {_short(exc)}"
+            reg.problems.append(f"plugin {info.name!r} skipped: {info.error}")
+            continue
+        info.hooks = [h for h in HOOKS if any(i.plugin_name == info.name for i in getattr(pm.hook, h).get_hookimpls())]
+        for hook, kind_cls in _KINDS.items():
+            if hook not in info.hooks:
+                continue
+            impl = next(i for i in getattr(pm.hook, hook).get_hookimpls() if i.plugin_name == info.name)
+            try:
+                specs = list(impl.function() or [])
+                bad = [s for s in specs if not isinstance(s, kind_cls)]
+                if bad:
+                    raise TypeError(f"returned {type(bad[0]).__name__}, expected {kind_cls.__name__}")
+            except Exception as exc:
+                info.error = f"{hook} raised {_short(exc)}"
+                reg.problems.append(f"plugin {info.name!r}: {info.error}; its {hook[6:]} are skipped")
+                continue
+            pool = {"bench_models": reg.models, "bench_tasks": reg.tasks, "bench_descriptors": reg.descriptors}[hook]
+            kind = hook[6:-1]
+            for spec in specs:
+                if spec.name in pool:
+                    reg.problems.append(
+                        f"plugin {info.name!r}: {kind} {spec.name!r} already provided by "
+                        f"{reg.owner[(kind, spec.name)]!r}; ignored"
+                    )
+                    continue
+                pool[spec.name] = spec
+                reg.owner[(kind, spec.name)] = info.name
+                info.provides.setdefault(hook[6:], []).append(spec.name)
+    return reg
+
+
+def warn_problems(reg: Registry, stream=None) -> None:
+    for p in reg.problems:
+        print(f"warning: {p}", file=stream or sys.stderr)

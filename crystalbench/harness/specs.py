@@ -1,0 +1,176 @@
+"""What plugins return from their hooks: model, task and descriptor specs.
+
+These are plain frozen dataclasses so that a plugin author can read the whole
+contract on one page. The `Model` protocol is duck-typed: any object with
+`fit` and `predict` works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from .dataset import Dataset
+
+__all__ = [
+    "Model",
+    "ModelContext",
+    "ModelSpec",
+    "TaskSpec",
+    "DescriptorSpec",
+    "SplitIds",
+]
+
+TaskType = Literal["regression", "classification"]
+Needs = Literal["structure", "composition", "features"]
+
+
+@runtime_checkable
+class Model(Protocol):
+    """A trainable model. Created fresh for every (task, fold, seed) job.
+
+    `fit` receives the training set and, for models that declared
+    `needs_validation=True`, a validation set (early stopping, checkpoint
+    selection); `val` is None otherwise. `predict` returns a 1-D array: values
+    in the task's units for regression, class indices for classification.
+    `progress` asks the model to show a progress bar for long work.
+    """
+
+    def fit(self, train: Dataset, val: Dataset | None, *, seed: int, progress: bool) -> None: ...
+
+    def predict(self, data: Dataset) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """Everything a model factory may need besides the data itself.
+
+    hparams: the spec's defaults, overridden by `--config` and CLI flags
+        (`epochs`, `pooling`, `device`); recorded verbatim in results.
+    task_type / n_classes / extensive: from the task being run.
+    cache_dir: a directory the model may use for on-disk caches (graphs...).
+    """
+
+    hparams: Mapping[str, Any]
+    task_type: TaskType = "regression"
+    n_classes: int | None = None
+    extensive: bool = False
+    device: str = "cpu"
+    seed: int = 0
+    cache_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model a plugin offers.
+
+    name: what users type after `-m` (lower case, e.g. "cgcnn", "de-cgcnn").
+    factory: `factory(ctx: ModelContext) -> Model`.
+    defaults: default hyperparameters (documented, overridable, recorded).
+    needs: "structure" (GNNs), "composition" (ROOST) or "features" (only the
+        descriptor columns, e.g. a random forest).
+    accepts_features: the model consumes `Dataset.features` next to its own
+        input, so `--descriptors NAME` can hybridize it.
+    descriptors: descriptor set attached by default (e.g. "gong29" for
+        de-cgcnn and rf); `--descriptors` overrides it.
+    poolings: pooling choices offered via `--pooling` (empty: not applicable).
+        When the user does not choose, the harness passes "sum" for extensive
+        tasks and "mean" otherwise, as `hparams["pooling"]`.
+    classification: can handle classification tasks.
+    needs_validation: receives a validation split; otherwise trains on the
+        whole training fold.
+    reference: the paper or software the model reproduces.
+    """
+
+    name: str
+    factory: Callable[[ModelContext], Model]
+    description: str = ""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    needs: Needs = "structure"
+    accepts_features: bool = False
+    descriptors: str | None = None
+    poolings: tuple[str, ...] = ()
+    classification: bool = False
+    needs_validation: bool = True
+    reference: str = ""
+
+
+@dataclass(frozen=True)
+class SplitIds:
+    """An explicit split given as id lists (e.g. the paper authors' own split).
+
+    `val` may be empty: the harness then carves a validation set from `train`
+    for models that need one.
+    """
+
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    val: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A benchmark task a plugin offers.
+
+    name: what users type after `-t` (e.g. "phonon_cv", "desc_a", "chain1d_short").
+    load: `load(data_dir: Path) -> Dataset`. Raise `DataUnavailableError` with a
+        message saying what is missing and how to obtain it when the data is
+        not on this machine; never return an empty dataset.
+    target / unit: the predicted quantity and its unit (for tables and plots).
+    task_type: "regression" or "classification".
+    extensive: the target scales with cell size (sets default sum pooling).
+    protocol: default split protocol ("paper", "matbench" or "file").
+    fractions: train/val/test fractions of the `paper` protocol.
+    split_ids: `split_ids(data_dir) -> SplitIds` for the `file` protocol.
+    exclude_features: descriptor columns models must not see (the target's
+        own descriptor in learnability tasks, and anything that leaks it).
+    size: number of samples when known without loading (for `bench list`).
+    available: `available(data_dir) -> bool`, cheap check for `bench list`.
+    files: `files(data_dir) -> list[Path]` of raw files, checksummed in provenance.
+    source / license / description: shown by `bench list tasks`.
+    group: family name used by suites and listings ("chains", "descriptors", ...).
+    """
+
+    name: str
+    load: Callable[[Path], Dataset]
+    target: str
+    unit: str = ""
+    task_type: TaskType = "regression"
+    extensive: bool = False
+    protocol: str = "paper"
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    split_ids: Callable[[Path], SplitIds] | None = None
+    exclude_features: tuple[str, ...] = ()
+    size: int | None = None
+    available: Callable[[Path], bool] | None = None
+    files: Callable[[Path], Sequence[Path]] | None = None
+    source: str = ""
+    license: str = ""
+    description: str = ""
+    group: str = ""
+
+
+@dataclass(frozen=True)
+class DescriptorSpec:
+    """A descriptor set a plugin offers.
+
+    featurize: `featurize(structures) -> ndarray (n, len(feature_names))`, NaN
+        where a value cannot be computed. Must be a pure function of each
+        structure: the harness caches rows on disk keyed by structure hash,
+        set name and `version`, and may call it on any subset, in any order,
+        in worker processes (so it must be a picklable module-level function).
+    version: bump whenever values change, to invalidate caches.
+    needs: "structure" or "composition" (featurize then receives compositions).
+    categorical: feature names holding class labels encoded as numbers.
+    """
+
+    name: str
+    feature_names: tuple[str, ...]
+    featurize: Callable[[Sequence[Any]], np.ndarray]
+    version: str = "1"
+    description: str = ""
+    needs: Literal["structure", "composition"] = "structure"
+    categorical: tuple[str, ...] = ()
