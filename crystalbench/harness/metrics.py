@@ -1,0 +1,115 @@
+"""Scores, in the task's units, and their aggregation over folds and seeds.
+
+MAD is the mean absolute deviation of the *test* targets around their own
+mean, so MAE/MAD is 1.0 for a model that predicts the test mean and 0 for a
+perfect one: the paper's (Gong et al. 2023) headline number.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping
+
+import numpy as np
+
+__all__ = ["regression_metrics", "classification_metrics", "score", "aggregate", "PRIMARY"]
+
+REGRESSION_KEYS = ("mae", "rmse", "mad", "mae_over_mad", "r2", "spearman")
+CLASSIFICATION_KEYS = ("accuracy", "f1_macro")
+# Metric shown first in tables, and whether higher is better.
+PRIMARY = {"regression": ("mae_over_mad", False), "classification": ("accuracy", True)}
+
+
+def _clean(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float | None]:
+    """MAE, RMSE, MAD, MAE/MAD, R^2 and Spearman rho (None where undefined)."""
+    y = np.asarray(y_true, dtype=float)
+    p = np.asarray(y_pred, dtype=float)
+    if y.shape != p.shape or y.ndim != 1 or len(y) == 0:
+        raise ValueError(f"need two equal-length 1-D arrays, got {y.shape} and {p.shape}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError(f"{int((~np.isfinite(p)).sum())} predictions are NaN or infinite")
+    err = p - y
+    mae = float(np.mean(np.abs(err)))
+    rmse = float(np.sqrt(np.mean(err**2)))
+    mad = float(np.mean(np.abs(y - y.mean())))
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(err**2)) / ss_tot if ss_tot > 0 else float("nan")
+    return {
+        "mae": mae,
+        "rmse": rmse,
+        "mad": mad,
+        "mae_over_mad": _clean(mae / mad) if mad > 0 else None,
+        "r2": _clean(r2),
+        "spearman": _clean(_spearman(y, p)),
+    }
+
+
+def _rank(a: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean rank), as scipy.stats.rankdata."""
+    order = np.argsort(a, kind="mergesort")
+    ranks = np.empty(len(a), dtype=float)
+    sorted_a = a[order]
+    i = 0
+    while i < len(a):
+        j = i
+        while j + 1 < len(a) and sorted_a[j + 1] == sorted_a[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return ranks
+
+
+def _spearman(y: np.ndarray, p: np.ndarray) -> float:
+    if len(y) < 2:
+        return float("nan")
+    ry, rp = _rank(y), _rank(p)
+    if ry.std() == 0 or rp.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ry, rp)[0, 1])
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float | None]:
+    """Accuracy and macro-F1 over the classes present in y_true or y_pred."""
+    y = np.asarray(y_true).astype(int)
+    p = np.asarray(y_pred).astype(int)
+    if y.shape != p.shape or len(y) == 0:
+        raise ValueError(f"need two equal-length arrays, got {y.shape} and {p.shape}")
+    acc = float(np.mean(y == p))
+    f1s = []
+    for c in np.union1d(y, p):
+        tp = np.sum((p == c) & (y == c))
+        fp = np.sum((p == c) & (y != c))
+        fn = np.sum((p != c) & (y == c))
+        denom = 2 * tp + fp + fn
+        f1s.append(2 * tp / denom if denom else 0.0)
+    return {"accuracy": acc, "f1_macro": float(np.mean(f1s))}
+
+
+def score(task_type: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float | None]:
+    if task_type == "classification":
+        return classification_metrics(y_true, y_pred)
+    return regression_metrics(y_true, y_pred)
+
+
+def aggregate(metric_dicts: Iterable[Mapping[str, float | None]]) -> dict[str, dict[str, float | int | None]]:
+    """Mean, sample std (ddof=1; 0 for a single value) and count of each metric."""
+    rows = list(metric_dicts)
+    keys: list[str] = []
+    for r in rows:
+        keys.extend(k for k in r if k not in keys)
+    out = {}
+    for k in keys:
+        vals = np.array([r[k] for r in rows if r.get(k) is not None], dtype=float)
+        if len(vals) == 0:
+            out[k] = {"mean": None, "std": None, "n": 0}
+        else:
+            out[k] = {
+                "mean": float(vals.mean()),
+                "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+                "n": int(len(vals)),
+            }
+    return out

@@ -1,0 +1,160 @@
+"""Split protocols: `paper`, `matbench` and `file`.
+
+- paper: one seeded random train/val/test split with the task's fractions
+  (60/20/20 for properties, 80/10/10 for learnability tasks, as in Gong et
+  al. 2023). The run seed sets the split, so repeating over seeds measures
+  split and initialisation variance together.
+- matbench: Matbench v0.1, `KFold(5, shuffle=True, random_state=18012019)` on
+  the dataset in its canonical order; the test folds are fixed whatever the
+  seed. A validation set (10% of the training fold, chosen by the run seed) is
+  carved out for models that need one.
+- file: explicit id lists, from the task (e.g. the paper authors' own split)
+  or from `--split-file` (JSON: {"train": [...], "val": [...], "test": [...]}
+  or a list of such objects, one per fold).
+
+Models that need no validation set always train on train+val.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .dataset import Dataset
+from .errors import BadInputError, UnknownNameError
+from .specs import SplitIds, TaskSpec
+
+__all__ = ["Fold", "PROTOCOLS", "make_folds", "MATBENCH_SEED", "MATBENCH_FOLDS"]
+
+PROTOCOLS = ("paper", "matbench", "file")
+MATBENCH_SEED = 18012019
+MATBENCH_FOLDS = 5
+VAL_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Index arrays into one dataset. `val` is empty for models that need none."""
+
+    protocol: str
+    index: int
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    def describe(self, data: Dataset) -> dict:
+        """What goes into a result's provenance: sizes and a hash of the test ids."""
+        test_ids = [data.ids[i] for i in self.test]
+        return {
+            "protocol": self.protocol,
+            "fold": self.index,
+            "n_train": int(len(self.train)),
+            "n_val": int(len(self.val)),
+            "n_test": int(len(self.test)),
+            "test_ids_sha256": hashlib.sha256(json.dumps(test_ids).encode()).hexdigest(),
+        }
+
+
+def _carve_val(train: np.ndarray, seed: int, fraction: float = VAL_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(train)
+    n_val = max(1, int(round(fraction * len(train)))) if len(train) > 1 else 0
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _finish(protocol: str, index: int, train, val, test, needs_validation: bool, seed: int) -> Fold:
+    train, val, test = (np.asarray(a, dtype=int) for a in (train, val, test))
+    if needs_validation and len(val) == 0:
+        train, val = _carve_val(train, seed)
+    elif not needs_validation and len(val):
+        train, val = np.sort(np.concatenate([train, val])), np.array([], dtype=int)
+    if len(train) == 0 or len(test) == 0:
+        raise BadInputError(f"{protocol} split {index} has an empty train or test set ({len(train)}/{len(test)})")
+    return Fold(protocol, index, train, val, test)
+
+
+def paper_folds(n: int, fractions: tuple[float, float, float], seed: int, needs_validation: bool) -> list[Fold]:
+    f_train, f_val, _ = fractions
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    n_train = int(round(f_train * n))
+    n_val = int(round(f_val * n))
+    train, val, test = perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]
+    return [_finish("paper", 0, np.sort(train), np.sort(val), np.sort(test), needs_validation, seed)]
+
+
+def matbench_folds(n: int, seed: int, needs_validation: bool) -> list[Fold]:
+    from sklearn.model_selection import KFold
+
+    kf = KFold(n_splits=MATBENCH_FOLDS, shuffle=True, random_state=MATBENCH_SEED)
+    return [
+        _finish("matbench", k, tr, [], te, needs_validation, seed + k)
+        for k, (tr, te) in enumerate(kf.split(np.arange(n)))
+    ]
+
+
+def _read_split_file(path: Path) -> list[SplitIds]:
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"split file {path}: {exc}") from None
+    items = raw if isinstance(raw, list) else [raw]
+    out = []
+    for k, item in enumerate(items):
+        if not isinstance(item, dict) or "train" not in item or "test" not in item:
+            raise BadInputError(f"split file {path}: entry {k} needs 'train' and 'test' id lists")
+        out.append(SplitIds(tuple(map(str, item["train"])), tuple(map(str, item["test"])), tuple(map(str, item.get("val", ())))))
+    return out
+
+
+def file_folds(data: Dataset, splits: list[SplitIds], seed: int, needs_validation: bool, origin: str) -> list[Fold]:
+    pos = {i: k for k, i in enumerate(data.ids)}
+    folds = []
+    for k, s in enumerate(splits):
+        parts = []
+        for part_name, ids in (("train", s.train), ("val", s.val), ("test", s.test)):
+            missing = [i for i in ids if i not in pos]
+            if missing:
+                # Ids dropped by the loader (e.g. no structure) are skipped, loudly.
+                import sys
+
+                print(
+                    f"note: {origin}: {len(missing)} {part_name} ids are not in the dataset "
+                    f"(e.g. {', '.join(missing[:3])}); skipped",
+                    file=sys.stderr,
+                )
+            parts.append(np.array(sorted(pos[i] for i in ids if i in pos), dtype=int))
+        overlap = set(parts[0]) & set(parts[2])
+        if overlap:
+            raise BadInputError(f"{origin}: fold {k} has {len(overlap)} ids in both train and test")
+        folds.append(_finish("file", k, parts[0], parts[1], parts[2], needs_validation, seed + k))
+    return folds
+
+
+def make_folds(
+    task: TaskSpec,
+    data: Dataset,
+    protocol: str | None,
+    *,
+    seed: int,
+    needs_validation: bool,
+    data_dir: Path | None = None,
+    split_file: Path | None = None,
+) -> list[Fold]:
+    """All folds of `protocol` (default: the task's own) for this dataset."""
+    protocol = protocol or task.protocol
+    if split_file is not None:
+        return file_folds(data, _read_split_file(split_file), seed, needs_validation, f"split file {split_file}")
+    if protocol == "paper":
+        return paper_folds(len(data), task.fractions, seed, needs_validation)
+    if protocol == "matbench":
+        return matbench_folds(len(data), seed, needs_validation)
+    if protocol == "file":
+        if task.split_ids is None:
+            raise BadInputError(f"task {task.name!r} has no id-list split; use --split-file or --protocol paper")
+        return file_folds(data, [task.split_ids(data_dir)], seed, needs_validation, f"task {task.name!r} split")
+    raise UnknownNameError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")

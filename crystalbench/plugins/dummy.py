@@ -1,0 +1,46 @@
+"""`dummy`: predicts the training mean (regression) or most frequent class.
+
+The floor every model must beat: its MAE/MAD is ~1 by construction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from crystalbench.harness.dataset import Dataset
+from crystalbench.harness.hookspecs import hookimpl
+from crystalbench.harness.specs import ModelContext, ModelSpec
+
+
+class MeanPredictor:
+    def __init__(self, ctx: ModelContext) -> None:
+        self.classification = ctx.task_type == "classification"
+        self.value: float | int | None = None
+
+    def fit(self, train: Dataset, val: Dataset | None, *, seed: int, progress: bool) -> None:
+        y = np.asarray(train.targets)
+        if self.classification:
+            labels, counts = np.unique(y.astype(int), return_counts=True)
+            self.value = int(labels[np.argmax(counts)])
+        else:
+            self.value = float(np.mean(y.astype(float)))
+
+    def predict(self, data: Dataset) -> np.ndarray:
+        if self.value is None:
+            raise RuntimeError("predict called before fit")
+        return np.full(len(data), self.value)
+
+
+@hookimpl
+def bench_models() -> list[ModelSpec]:
+    return [
+        ModelSpec(
+            name="dummy",
+            factory=MeanPredictor,
+            description="Training-set mean (most frequent class for classification); the floor.",
+            needs="composition",
+            classification=True,
+            needs_validation=False,
+            reference="baseline",
+        )
+    ]

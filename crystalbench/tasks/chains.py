@@ -1,0 +1,229 @@
+"""1D carbon chains (Gong et al. 2023, Supplementary section 9): can a model learn the period `a`?
+
+Four tasks, 1,400 structures each, generated deterministically from a fixed
+seed (no data directory needed) and cached on disk as NPZ:
+
+- ``chain1d_short``  : one chain of n in [2, 9) atoms per cell
+- ``chain1d_long``   : one chain of n in [37, 51) atoms per cell
+- ``chain1d_short_double`` / ``chain1d_long_double`` : two parallel chains of
+  n atoms each in one cell, sharing the period a
+
+Generator (the paper's, plus physical sanity checks)
+----------------------------------------------------
+Atom 0 sits at 3*U per axis (U ~ uniform[0, 1)). Atom i >= 1 steps +3*U in x
+and s*3*U in y and z, with s = +1 for even i and -1 for odd i, so y and z
+oscillate instead of drifting. The period is a = x of the last atom: the
+periodic image of atom 0 then sits at x0 + a, so the closing bond (last atom
+-> image of atom 0) has x-component x0, drawn like every other step.
+A candidate chain is re-drawn (rejection sampling, so the accepted chains are
+the paper's distribution conditioned on sanity) unless
+
+1. every pair of atoms, including periodic images along a, is at least
+   ``MIN_DIST`` = 1.2 A apart (the shortest C-C bond, a triple bond);
+2. the closing bond obeys the same per-axis bound as the other steps,
+   |dy|, |dz| < 3 A, so the chain really continues through the boundary
+   instead of jumping back (the alternating signs make this likely but not
+   certain for long chains).
+
+The cell is orthorhombic a x 100 x 100 A (vacuum in y and z); the chains are
+centred in y and z. A double chain draws a second chain with the same n, scales
+its x coordinates so that its period equals a, and stacks it in +y so that the
+y-ranges of the two chains are ``INTERCHAIN_GAP`` = 3.4 A apart (graphite's
+interlayer distance): the chains interact within an 8 A graph cutoff but never
+overlap. The scaled second chain is re-checked against rule 1 and re-drawn if
+needed.
+
+Descriptor leakage: in a chain cell, b = c = 100 A are constant, so the
+Niggli-reduced lengths are (100, 100, a) and density, vpa and packing_frac are
+functions of a and natoms alone. Those columns (a, b, c, density, vpa,
+packing_frac of `gong29`) are in `exclude_features`, so a descriptor model such
+as `rf` must infer a from the local geometry (bond lengths, angles,
+coordination), like a GNN does.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from crystalbench.harness.dataset import Dataset
+from crystalbench.harness.hookspecs import hookimpl
+from crystalbench.harness.paths import cache_dir
+from crystalbench.harness.specs import TaskSpec
+
+__all__ = ["CHAIN_TASKS", "generate_chains", "chain_structure", "load_chains", "bench_tasks"]
+
+GENERATOR_VERSION = "1"
+N_STRUCTURES = 1400
+STEP = 3.0  # A, the paper's 3*rand
+MIN_DIST = 1.2  # A, shortest C-C bond
+INTERCHAIN_GAP = 3.4  # A between the y-ranges of the two chains of a double chain
+VACUUM = 100.0  # A, lattice b and c
+LEAKY_COLUMNS = ("a", "b", "c", "density", "vpa", "packing_frac")
+
+# name -> (n_min, n_max exclusive, double, seed)
+CHAIN_TASKS: dict[str, tuple[int, int, bool, int]] = {
+    "chain1d_short": (2, 9, False, 1001),
+    "chain1d_long": (37, 51, False, 1002),
+    "chain1d_short_double": (2, 9, True, 1003),
+    "chain1d_long_double": (37, 51, True, 1004),
+}
+
+
+def _candidates(rng: np.random.Generator, n: int, batch: int) -> np.ndarray:
+    """`batch` raw chains of n atoms, shape (batch, n, 3), following the paper's recipe."""
+    u = STEP * rng.random((batch, n, 3))
+    sign = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)  # step into atom i: + for even i, - for odd i
+    steps = u.copy()
+    steps[:, 1:, 1:] *= sign[1:, None]
+    return np.cumsum(steps, axis=1)
+
+
+def _min_periodic_distance(xyz: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Shortest distance between distinct atoms or periodic images along x, per chain: (batch,)."""
+    diff = xyz[:, :, None, :] - xyz[:, None, :, :]  # (B, n, n, 3)
+    n = xyz.shape[1]
+    best = np.full(xyz.shape[0], np.inf)
+    for shift in (-1.0, 0.0, 1.0):
+        d = diff.copy()
+        d[..., 0] += shift * a[:, None, None]
+        dist = np.sqrt((d**2).sum(-1))
+        if shift == 0.0:
+            dist[:, np.arange(n), np.arange(n)] = np.inf
+        best = np.minimum(best, dist.reshape(len(xyz), -1).min(axis=1))
+    return best
+
+
+def _valid_singles(xyz: np.ndarray) -> np.ndarray:
+    """Mask of chains passing both sanity rules (cheap closure test first)."""
+    ok = np.abs(xyz[:, 0, 1:] - xyz[:, -1, 1:]).max(axis=1) < STEP
+    idx = np.flatnonzero(ok)
+    if len(idx):
+        ok[idx] = _min_periodic_distance(xyz[idx], xyz[idx, -1, 0]) >= MIN_DIST
+    return ok
+
+
+class _Pool:
+    """Valid single chains per n, drawn in batches from one RNG (deterministic order)."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.queue: dict[int, list[np.ndarray]] = {}
+
+    def take(self, n: int) -> np.ndarray:
+        q = self.queue.setdefault(n, [])
+        while not q:
+            cand = _candidates(self.rng, n, 256)
+            q.extend(cand[_valid_singles(cand)])
+        return q.pop(0)
+
+
+def generate_chains(n_min: int, n_max: int, double: bool, seed: int, count: int = N_STRUCTURES) -> tuple[list[np.ndarray], np.ndarray]:
+    """Cartesian coordinates (list of (natoms, 3)) and periods a of `count` chain cells.
+
+    Pure function of its arguments. Coordinates are centred in y and z of the
+    100 A box; x is not wrapped (the last atom of each chain sits at x = a).
+    """
+    rng = np.random.default_rng(seed)
+    pool = _Pool(rng)
+    coords, periods = [], np.empty(count)
+    for k in range(count):
+        n = int(rng.integers(n_min, n_max))
+        first = pool.take(n)
+        a = float(first[-1, 0])
+        xyz = first
+        if double:
+            while True:
+                second = pool.take(n).copy()
+                second[:, 0] *= a / second[-1, 0]
+                second[:, 1] += first[:, 1].max() - second[:, 1].min() + INTERCHAIN_GAP
+                both = np.concatenate([first, second])[None]
+                if _min_periodic_distance(both, np.array([a]))[0] >= MIN_DIST:
+                    xyz = both[0]
+                    break
+        xyz = xyz.copy()
+        centre = (xyz[:, 1:].max(axis=0) + xyz[:, 1:].min(axis=0)) / 2
+        xyz[:, 1:] += VACUUM / 2 - centre
+        coords.append(xyz)
+        periods[k] = a
+    return coords, periods
+
+
+def _cache_file(name: str) -> Path:
+    return cache_dir() / "chains" / f"{name}-v{GENERATOR_VERSION}.npz"
+
+
+def _generated(name: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """Coordinates and periods for a chain task, from the NPZ cache or generated and cached."""
+    path = _cache_file(name)
+    if path.exists():
+        with np.load(path) as z:
+            flat, counts, periods = z["coords"], z["natoms"], z["a"]
+        return list(np.split(flat, np.cumsum(counts)[:-1])), periods
+    n_min, n_max, double, seed = CHAIN_TASKS[name]
+    coords, periods = generate_chains(n_min, n_max, double, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+    os.close(fd)
+    np.savez(tmp, coords=np.concatenate(coords), natoms=np.array([len(c) for c in coords]), a=periods)
+    os.replace(tmp, path)
+    return coords, periods
+
+
+def chain_structure(xyz: np.ndarray, a: float):
+    """A pymatgen Structure of carbon atoms in an orthorhombic a x 100 x 100 A cell."""
+    from pymatgen.core import Lattice, Structure
+
+    frac = np.asarray(xyz, dtype=float) / np.array([a, VACUUM, VACUUM])
+    frac[:, 0] = np.mod(frac[:, 0], 1.0)
+    frac[frac[:, 0] > 1.0 - 1e-12, 0] = 0.0  # the last atom sits exactly on the boundary
+    return Structure(Lattice.orthorhombic(a, VACUUM, VACUUM), ["C"] * len(frac), frac)
+
+
+@lru_cache(maxsize=None)
+def load_chains(name: str) -> Dataset:
+    """The Dataset of one chain task (ids `<name>-0000`...; target a in A)."""
+    coords, periods = _generated(name)
+    structures = tuple(chain_structure(xyz, a) for xyz, a in zip(coords, periods))
+    return Dataset(
+        ids=tuple(f"{name}-{i:04d}" for i in range(len(coords))),
+        targets=np.asarray(periods, dtype=float),
+        structures=structures,
+        name=name,
+        meta={"generator_version": GENERATOR_VERSION, "seed": CHAIN_TASKS[name][3]},
+    )
+
+
+def _spec(name: str) -> TaskSpec:
+    n_min, n_max, double, seed = CHAIN_TASKS[name]
+    what = "two parallel chains" if double else "one chain"
+    return TaskSpec(
+        name=name,
+        load=lambda _data_dir, _name=name: load_chains(_name),
+        target="a",
+        unit="A",
+        task_type="regression",
+        extensive=False,
+        protocol="paper",
+        fractions=(0.8, 0.1, 0.1),
+        exclude_features=LEAKY_COLUMNS,
+        size=N_STRUCTURES,
+        available=lambda _data_dir: True,
+        files=lambda _data_dir: [],
+        source=f"generated (Gong et al. 2023 Suppl. 9; generator v{GENERATOR_VERSION}, seed {seed})",
+        license="MIT (generated)",
+        description=(
+            f"Period a of {what} of n in [{n_min}, {n_max}) carbon atoms per chain in a 100 A vacuum cell. "
+            f"Descriptor models do not see {', '.join(LEAKY_COLUMNS)} (they encode a directly given natoms)."
+        ),
+        group="chains",
+    )
+
+
+@hookimpl
+def bench_tasks() -> list[TaskSpec]:
+    return [_spec(name) for name in CHAIN_TASKS]
