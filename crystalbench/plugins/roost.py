@@ -149,6 +149,7 @@ class RoostModel:
         self.hp: dict[str, Any] = {**ROOST_DEFAULTS, **dict(ctx.hparams)}
         self.fit_info: dict[str, Any] = {}
         self._result = None
+        self._max_z = 0
 
     def _items(self, data: Dataset) -> list[tuple[np.ndarray, np.ndarray]]:
         items = [encode_composition(c) for c in data.composition_list]
