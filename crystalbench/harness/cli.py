@@ -194,8 +194,9 @@ def run(ctx, models, tasks, data_path, target, structure_column, id_column, clas
             tqdm.write(f"{'✓' if rec['status'] == 'ok' else '✗'} {label}: {_metric_line(rec)}", file=sys.stderr)
 
     summary = run_grid(reg, opts, on_record=emit, extra_tasks=extra)
-    for p in summary.problems:
-        click.echo(f"warning: {p}" if p.startswith("skipped") else f"error: {p}", err=True)
+    for p in summary.problems:  # task-level errors were already printed as they happened
+        if p.startswith("skipped"):
+            click.echo(f"warning: {p}", err=True)
     if not as_json:
         n_ok = sum(r["status"] == "ok" for r in summary.finished)
         click.echo(

@@ -238,10 +238,13 @@ def run_grid(
                     states[task.name] = None
                     summary.problems.append(f"task {task.name!r}: data unavailable: {exc}")
                     _say(f"error: task {task.name!r}: {exc}", opts.progress)
-                except CrystalbenchError as exc:
+                except Exception as exc:  # a loader bug must not take the other tasks down
+                    if os.environ.get("CRYSTALBENCH_DEBUG"):
+                        raise
                     states[task.name] = None
-                    summary.problems.append(f"task {task.name!r}: {exc}")
-                    _say(f"error: task {task.name!r}: {exc}", opts.progress)
+                    msg = str(exc) if isinstance(exc, CrystalbenchError) else f"failed to load: {type(exc).__name__}: {exc}"
+                    summary.problems.append(f"task {task.name!r}: {msg}")
+                    _say(f"error: task {task.name!r}: {msg}", opts.progress)
             state = states[task.name]
             if state is None:
                 bar.update(1)
