@@ -50,6 +50,7 @@ CGCNN_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,  # search space 1e-3/1e-2
     "weight_decay": 0.0,
     "patience": 50,  # epochs without validation improvement
+    "precise_bn": True,  # recompute BatchNorm statistics before each validation (see TrainConfig)
     "device": "cpu",
 }
 
