@@ -7,6 +7,7 @@ is put on PYTHONPATH, exactly as a user's `pip install` would register them.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,9 +22,14 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
+    # Build from copies: setuptools writes *.egg-info next to the sources, which would
+    # otherwise register the test plugins for every later in-process test.
+    src = tmp_path_factory.mktemp("src")
+    for name, path in (("example", REPO / "examples" / "crystalbench-example"), ("testplugins", REPO / "tests" / "plugins")):
+        shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target),
-         str(REPO / "examples" / "crystalbench-example"), str(REPO / "tests" / "plugins")],
+         str(src / "example"), str(src / "testplugins")],
         check=True, capture_output=True, text=True,
     )
     env = dict(os.environ)
