@@ -354,6 +354,9 @@ def _run_job(
         t0 = time.perf_counter()
         model.fit(train, val, seed=seed, progress=opts.progress)
         record["timings"]["fit"] = round(time.perf_counter() - t0, 4)
+        info = getattr(model, "fit_info", None)  # optional: epochs run, best epoch, cache hits...
+        if isinstance(info, dict):
+            record["fit_info"] = info
         t0 = time.perf_counter()
         pred = np.asarray(model.predict(test)).reshape(-1)
         record["timings"]["predict"] = round(time.perf_counter() - t0, 4)

@@ -37,6 +37,8 @@ class Model(Protocol):
     selection); `val` is None otherwise. `predict` returns a 1-D array: values
     in the task's units for regression, class indices for classification.
     `progress` asks the model to show a progress bar for long work.
+    Optionally, after `fit`, a JSON-ready dict attribute `fit_info` (epochs
+    run, best epoch, cache hits...) is stored in the result record.
     """
 
     def fit(self, train: Dataset, val: Dataset | None, *, seed: int, progress: bool) -> None: ...
