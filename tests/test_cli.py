@@ -132,3 +132,25 @@ def test_list_tasks_json_and_help(installed):
     assert rows["toy_cubic"]["size"] == 60 and rows["toy_cubic"]["type"] == "regression"
     h = bench(installed, "run", "--help", check=0)
     assert "--protocol" in h.stdout and "Examples" in h.stdout
+
+
+def test_chain1d_short_dummy_and_rf_end_to_end(tmp_path):
+    """Issue #2's acceptance path on the embedded chain task, with the real gong29 descriptors."""
+    env = dict(os.environ)
+    results = tmp_path / "results"
+    args = ("run", "-m", "dummy", "-m", "rf", "-t", "chain1d_short", "--jobs", "2", "--json", "--results-dir", str(results))
+    first = [json.loads(l) for l in bench(env, *args, check=0).stdout.splitlines()]
+    assert {r["model"] for r in first} == {"dummy", "rf"} and all(r["status"] == "ok" for r in first)
+    files = sorted(results.rglob("*.json"))
+    again = bench(env, *args, check=0)
+    assert again.stdout.strip() == "" and sorted(results.rglob("*.json")) == files
+    out = tmp_path / "LB.md"
+    bench(env, "leaderboard", "build", "--results-dir", str(results), "--out", str(out), check=0)
+    text = out.read_text()
+    mae_table = text.split("## MAE/MAD")[1].split("##")[0]
+    header = next(l for l in mae_table.splitlines() if l.startswith("| task"))
+    row = next(l for l in mae_table.splitlines() if l.startswith("| chain1d\\_short"))
+    names = [c.strip() for c in header.strip("|").split("|")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    rf, dummy = cells[names.index("rf")], cells[names.index("dummy")]
+    assert rf.startswith("**") and float(rf.strip("*")) < float(dummy) < 1.5

@@ -8,6 +8,7 @@ the rest of the grid has run.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tomllib
 from pathlib import Path
@@ -22,7 +23,9 @@ from .registry import Registry, load_registry, warn_problems
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _registry(ctx: click.Context) -> Registry:
+def _registry(ctx: click.Context, data_dir: Path | None = None) -> Registry:
+    if data_dir is not None:  # plugins (e.g. TOML user tasks in <data_dir>/tasks) read it at load time
+        os.environ[paths.DATA_ENV] = str(Path(data_dir).expanduser())
     obj = ctx.ensure_object(dict)
     if "registry" not in obj:
         obj["registry"] = load_registry(disable=obj.get("disable", ()))
@@ -104,7 +107,7 @@ def _metric_line(rec: dict) -> str:
               help="Task to run (repeatable; globs like 'desc_*' allowed).")
 @click.option("--data", "data_path", type=click.Path(path_type=Path), metavar="PATH",
               help="Benchmark your own file/directory instead of a registered task (needs --target).")
-@click.option("--target", metavar="COLUMN", help="Target column of --data.")
+@click.option("--target", metavar="COLUMN", help="Target column of --data (not needed for an id_prop.csv directory).")
 @click.option("--structure-column", metavar="COLUMN", help="Structure column of --data (auto-detected by default).")
 @click.option("--id-column", metavar="COLUMN", help="Id column of --data (auto-detected by default).")
 @click.option("--classification", is_flag=True, help="Treat --target of --data as class labels.")
@@ -146,11 +149,9 @@ def run(ctx, models, tasks, data_path, target, structure_column, id_column, clas
     """
     from .runner import RunOptions, run_grid
 
-    reg = _registry(ctx)
+    reg = _registry(ctx, data_dir)
     extra = {}
     if data_path is not None:
-        if not target:
-            raise CrystalbenchError("--data needs --target COLUMN")
         from ..tasks.user import user_task
 
         spec = user_task(data_path, target=target, structure_column=structure_column, id_column=id_column,
@@ -248,7 +249,7 @@ def list_models(ctx, as_json):
 @click.pass_context
 def list_tasks(ctx, as_json, data_dir):
     """Tasks with size, target, unit, type and whether their data is here."""
-    reg = _registry(ctx)
+    reg = _registry(ctx, data_dir)
     ddir = paths.data_dir(data_dir)
     rows = []
     for name, t in reg.tasks.items():
@@ -331,7 +332,7 @@ def featurize(ctx, descriptors, task, data_path, structure_column, out, jobs, da
     """Export a descriptor table (cached, parallel) as CSV."""
     from .featurize import export_table
 
-    reg = _registry(ctx)
+    reg = _registry(ctx, data_dir)
     spec = reg.descriptor(descriptors)
     if bool(task) == bool(data_path):
         raise CrystalbenchError("give exactly one of --task NAME or --data PATH")
@@ -363,7 +364,7 @@ def data_path_cmd(data_dir):
 @click.pass_context
 def data_status(ctx, data_dir):
     """Which tasks have their data in the data directory."""
-    reg = _registry(ctx)
+    reg = _registry(ctx, data_dir)
     ddir = paths.data_dir(data_dir)
     click.echo(f"data directory: {ddir}{'' if ddir.is_dir() else ' (does not exist)'}")
     rows = []

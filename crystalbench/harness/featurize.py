@@ -1,17 +1,139 @@
-"""Descriptor computation for datasets (cached, parallel: see issue #3).
+"""Descriptor computation for datasets: cached on disk, parallel over structures, NaN reported by id.
 
 The runner calls `compute_descriptors` to attach a descriptor set to a dataset
-before feature-based and hybrid models see it.
+before feature-based and hybrid models see it; `bench featurize` calls
+`export_table`. Everything here is generic: any `DescriptorSpec` (built-in or
+third-party) gets the same cache, parallelism and reporting.
+
+Cache layout: one small JSON file per structure (or composition) under
+``<cache_dir>/descriptors/<set>-v<version>-<hash of feature names>/<key[:2]>/<key>.json``
+holding that row (``null`` for NaN), where `key` is
+`crystalbench.harness.dataset.structure_key`. Per-row files make the cache
+shareable between datasets and tasks (a structure featurized for one task is
+a hit for every other), safe under concurrent writers (atomic rename) and
+resumable after an interrupted run. Rows are written as soon as they are
+computed. Only rows the featurizer returned are cached; a structure whose
+featurizer call raised is NaN for this run and retried next time.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import json
+import math
+import os
+import tempfile
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .dataset import Dataset
+from .paths import cache_dir as default_cache_dir
 from .specs import DescriptorSpec
+
+__all__ = ["compute_descriptors", "export_table", "descriptor_cache_dir", "DescriptorWarning"]
+
+_MIN_PARALLEL = 8  # below this many uncached inputs, worker start-up costs more than it saves
+
+
+class DescriptorWarning(UserWarning):
+    """Some samples have undefined (NaN) descriptor values; the message lists their ids."""
+
+
+def descriptor_cache_dir(spec: DescriptorSpec, cache_dir: Path | None = None) -> Path:
+    """Directory holding the cached rows of one descriptor set version."""
+    names = hashlib.sha256("\x1f".join(spec.feature_names).encode()).hexdigest()[:8]
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in spec.name)
+    ver = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(spec.version))
+    return default_cache_dir(cache_dir) / "descriptors" / f"{safe}-v{ver}-{names}"
+
+
+def _composition_key(comp) -> str:
+    text = "|".join(f"{sp}:{amt!r}" for sp, amt in sorted((str(k), float(v)) for k, v in comp.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _inputs_and_keys(spec: DescriptorSpec, data: Dataset) -> tuple[Sequence[Any], Sequence[str]]:
+    if spec.needs == "composition" or data.structures is None:
+        comps = data.composition_list
+        return comps, [_composition_key(c) for c in comps]
+    return data.structures, data.structure_keys
+
+
+def _row_path(root: Path, key: str) -> Path:
+    return root / key[:2] / f"{key}.json"
+
+
+def _read_row(root: Path, key: str, width: int) -> np.ndarray | None:
+    try:
+        values = json.loads(_row_path(root, key).read_text())["v"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(values, list) or len(values) != width:
+        return None
+    return np.array([math.nan if v is None else v for v in values], dtype=float)
+
+
+def _write_row(root: Path, key: str, row: np.ndarray) -> None:
+    path = _row_path(root, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps({"v": [float(v) if math.isfinite(v) else None for v in row]})
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _checked(spec: DescriptorSpec, values: Any, n: int) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    if arr.shape != (n, len(spec.feature_names)):
+        raise ValueError(
+            f"descriptor set {spec.name!r} returned shape {arr.shape} for {n} inputs, "
+            f"expected {(n, len(spec.feature_names))}"
+        )
+    return arr
+
+
+def _featurize_chunk(featurize: Callable, items: list) -> tuple[np.ndarray | None, list[tuple[np.ndarray | None, str]]]:
+    """Worker body: featurize a chunk; if that raises, one by one so a bad input costs only its own row."""
+    try:
+        return np.asarray(featurize(items), dtype=float), []
+    except Exception as exc:
+        if len(items) == 1:
+            return None, [(None, f"{type(exc).__name__}: {exc}".strip()[:200])]
+    each: list[tuple[np.ndarray | None, str]] = []
+    for item in items:
+        try:
+            each.append((np.asarray(featurize([item]), dtype=float), ""))
+        except Exception as exc:
+            each.append((None, f"{type(exc).__name__}: {exc}".strip()[:200]))
+    return None, each
+
+
+def _resolve_jobs(jobs: int) -> int:
+    if jobs is None or jobs == 1:
+        return 1
+    if jobs <= 0:
+        return os.cpu_count() or 1
+    return int(jobs)
+
+
+def _picklable(fn: Callable) -> bool:
+    import pickle  # only to probe whether the function can be sent to worker processes
+
+    try:
+        pickle.dumps(fn)
+        return True
+    except Exception:
+        return False
 
 
 def compute_descriptors(
@@ -22,12 +144,129 @@ def compute_descriptors(
     jobs: int = 1,
     progress: bool = False,
 ) -> np.ndarray:
-    """Return an (n, len(spec.feature_names)) float array, NaN where undefined."""
-    inputs = data.composition_list if spec.needs == "composition" or data.structures is None else data.structures
-    values = np.asarray(spec.featurize(list(inputs)), dtype=float)
-    if values.shape != (len(data), len(spec.feature_names)):
-        raise ValueError(
-            f"descriptor set {spec.name!r} returned shape {values.shape}, "
-            f"expected {(len(data), len(spec.feature_names))}"
-        )
+    """Return an (n, len(spec.feature_names)) float array, NaN where undefined.
+
+    Rows come from the on-disk cache when present; the rest are computed (in
+    `jobs` worker processes when there are enough of them; 0 or negative means
+    all cores) and cached. Identical structures within `data` are computed
+    once. Emits one `DescriptorWarning` naming the ids whose rows contain NaN.
+    """
+    from tqdm.auto import tqdm
+
+    width = len(spec.feature_names)
+    inputs, keys = _inputs_and_keys(spec, data)
+    root = descriptor_cache_dir(spec, cache_dir)
+    values = np.full((len(data), width), np.nan)
+    hits: dict[str, np.ndarray] = {}
+    todo: dict[str, list[int]] = {}  # uncached key -> every index holding that structure
+    for i, key in enumerate(keys):
+        if key in todo:
+            todo[key].append(i)
+            continue
+        if key not in hits:
+            row = _read_row(root, key, width)
+            if row is None:
+                todo[key] = [i]
+                continue
+            hits[key] = row
+        values[i] = hits[key]
+
+    work = [(key, idx[0]) for key, idx in todo.items()]
+    failures: dict[str, str] = {}
+    n_jobs = _resolve_jobs(jobs)
+    if n_jobs > 1 and len(work) >= _MIN_PARALLEL and not _picklable(spec.featurize):
+        warnings.warn(f"descriptor set {spec.name!r}: featurize cannot be sent to worker processes; using one process")
+        n_jobs = 1
+
+    def store(chunk: list[tuple[str, int]], whole: np.ndarray | None, each: list) -> None:
+        rows = list(_checked(spec, whole, len(chunk))) if whole is not None else [
+            None if r is None else _checked(spec, r, 1)[0] for r, _ in each
+        ]
+        for n, ((key, first), row) in enumerate(zip(chunk, rows)):
+            if row is None:
+                failures[data.ids[first]] = each[n][1]
+                continue
+            values[todo[key]] = row
+            _write_row(root, key, row)
+
+    with tqdm(total=len(work), desc=f"featurize {spec.name}", unit="struct", disable=not progress or not work) as bar:
+        if n_jobs == 1 or len(work) < _MIN_PARALLEL:
+            for s in range(0, len(work), 16):
+                chunk = work[s : s + 16]
+                store(chunk, *_featurize_chunk(spec.featurize, [inputs[i] for _, i in chunk]))
+                bar.update(len(chunk))
+        else:
+            size = max(1, min(16, len(work) // (n_jobs * 4)))
+            chunks = [work[s : s + size] for s in range(0, len(work), size)]
+            # the platform's default start method: fork on Linux (works from any script, no re-import),
+            # spawn on macOS/Windows (then the calling script needs the usual __main__ guard)
+            with ProcessPoolExecutor(max_workers=min(n_jobs, len(chunks))) as pool:
+                futures = {pool.submit(_featurize_chunk, spec.featurize, [inputs[i] for _, i in c]): c for c in chunks}
+                for fut in as_completed(futures):
+                    store(futures[fut], *fut.result())
+                    bar.update(len(futures[fut]))
+
+    if work and len(failures) == len(work) and not hits:
+        sid, err = next(iter(failures.items()))
+        raise RuntimeError(f"descriptor set {spec.name!r} failed on every input (e.g. {sid}: {err})")
+    _warn_nan(spec, data, values, failures)
     return values
+
+
+def _warn_nan(spec: DescriptorSpec, data: Dataset, values: np.ndarray, failures: dict[str, str]) -> None:
+    bad = np.flatnonzero(np.isnan(values).any(axis=1))
+    if len(bad) == 0:
+        return
+    ids = [data.ids[i] for i in bad]
+    cols = [spec.feature_names[j] for j in np.flatnonzero(np.isnan(values[bad]).any(axis=0))]
+    shown = ", ".join(ids[:20]) + (f" ... (+{len(ids) - 20} more)" if len(ids) > 20 else "")
+    why = ""
+    if failures:
+        first = next(iter(failures.items()))
+        why = f"; featurizer raised for {len(failures)} of them (e.g. {first[0]}: {first[1]})"
+    warnings.warn(
+        f"descriptor set {spec.name!r}: {len(ids)} of {len(data)} samples have undefined values "
+        f"(NaN in {', '.join(cols[:8])}{'...' if len(cols) > 8 else ''}): {shown}{why}",
+        DescriptorWarning,
+        stacklevel=3,
+    )
+
+
+def export_table(
+    spec: DescriptorSpec,
+    data: Dataset,
+    out: Path,
+    *,
+    jobs: int = 1,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write `id` + one column per feature as CSV (empty cell = NaN; categorical columns as integers).
+
+    Written to a temporary file next to `out` and renamed, so an interrupted
+    run never leaves a truncated table.
+    """
+    values = compute_descriptors(spec, data, cache_dir=cache_dir, jobs=jobs, progress=progress)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    categorical = {j for j, name in enumerate(spec.feature_names) if name in set(spec.categorical)}
+
+    def cell(j: int, v: float) -> str:
+        if not math.isfinite(v):
+            return ""
+        if j in categorical and float(v).is_integer():
+            return str(int(v))
+        return repr(float(v))
+
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["id", *spec.feature_names])
+            for sid, row in zip(data.ids, values):
+                writer.writerow([sid, *(cell(j, v) for j, v in enumerate(row))])
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out

@@ -309,7 +309,11 @@ def _run_job(
                 "model": {"name": reg.owner.get(("model", spec.name)), "version": reg.plugin_version("model", spec.name)},
                 "task": {"name": reg.owner.get(("task", task.name)), "version": reg.plugin_version("task", task.name)},
             },
-            "dataset": {"name": task.name, "n": len(data), "content_hash": data.content_hash, "files": state.files},
+            "dataset": {
+                "name": task.name, "n": len(data), "content_hash": data.content_hash, "files": state.files,
+                # what the loader filtered or skipped, so a reader knows which entries are missing and why
+                **{k: data.meta[k] for k in ("skipped_count", "filters") if k in data.meta},
+            },
         }
     )
     record["provenance"] = provenance
