@@ -69,6 +69,16 @@ def cli(ctx: click.Context, disable: tuple[str, ...]) -> None:
 
 
 # ----------------------------------------------------------------------------- run
+def _jobs(jobs: int | None) -> int:
+    """--jobs, exported as $CRYSTALBENCH_JOBS for task loaders that featurize while loading."""
+    if jobs is not None and jobs < 1:
+        raise CrystalbenchError("--jobs must be at least 1")
+    if jobs is None:
+        jobs = int(os.environ.get("CRYSTALBENCH_JOBS") or os.cpu_count() or 1)
+    os.environ["CRYSTALBENCH_JOBS"] = str(jobs)
+    return jobs
+
+
 def _parse_folds(text: str | None) -> list[int] | None:
     if not text or text == "all":
         return None
@@ -130,7 +140,7 @@ def _metric_line(rec: dict) -> str:
 @click.option("--results-dir", type=click.Path(path_type=Path), default=DEFAULT_RESULTS_DIR, show_default=True)
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory (default $CRYSTALBENCH_DATA_DIR).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Cache directory (default $CRYSTALBENCH_CACHE_DIR).")
-@click.option("--jobs", type=int, default=1, show_default=True, help="Worker processes for featurization.")
+@click.option("--jobs", type=int, help="Worker processes for featurization and structure loading (default: all cores).")
 @click.option("--rerun", is_flag=True, help="Run jobs again even if their results exist.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per finished job on stdout.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
@@ -149,6 +159,7 @@ def run(ctx, models, tasks, data_path, target, structure_column, id_column, clas
     """
     from .runner import RunOptions, run_grid
 
+    jobs = _jobs(jobs)
     reg = _registry(ctx, data_dir)
     extra = {}
     if data_path is not None:
@@ -324,7 +335,7 @@ def leaderboard_build(results_dir, out, title):
 @click.option("--data", "data_path", type=click.Path(exists=True, path_type=Path), help="...or your own file.")
 @click.option("--structure-column", metavar="COLUMN")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="CSV to write (id column + features).")
-@click.option("--jobs", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--jobs", type=int, help="Worker processes (default: all cores).")
 @click.option("--data-dir", type=click.Path(path_type=Path))
 @click.option("--cache-dir", type=click.Path(path_type=Path))
 @click.pass_context
@@ -332,6 +343,7 @@ def featurize(ctx, descriptors, task, data_path, structure_column, out, jobs, da
     """Export a descriptor table (cached, parallel) as CSV."""
     from .featurize import export_table
 
+    jobs = _jobs(jobs)
     reg = _registry(ctx, data_dir)
     spec = reg.descriptor(descriptors)
     if bool(task) == bool(data_path):

@@ -200,11 +200,14 @@ def compute_descriptors(
             chunks = [work[s : s + size] for s in range(0, len(work), size)]
             # the platform's default start method: fork on Linux (works from any script, no re-import),
             # spawn on macOS/Windows (then the calling script needs the usual __main__ guard)
-            with ProcessPoolExecutor(max_workers=min(n_jobs, len(chunks))) as pool:
+            pool = ProcessPoolExecutor(max_workers=min(n_jobs, len(chunks)))
+            try:
                 futures = {pool.submit(_featurize_chunk, spec.featurize, [inputs[i] for _, i in c]): c for c in chunks}
                 for fut in as_completed(futures):
                     store(futures[fut], *fut.result())
                     bar.update(len(futures[fut]))
+            finally:  # on Ctrl-C or an error, drop queued chunks instead of finishing them
+                pool.shutdown(wait=True, cancel_futures=True)
 
     if work and len(failures) == len(work) and not hits:
         sid, err = next(iter(failures.items()))

@@ -122,7 +122,9 @@ class _Pool:
         return q.pop(0)
 
 
-def generate_chains(n_min: int, n_max: int, double: bool, seed: int, count: int = N_STRUCTURES) -> tuple[list[np.ndarray], np.ndarray]:
+def generate_chains(
+    n_min: int, n_max: int, double: bool, seed: int, count: int = N_STRUCTURES
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Cartesian coordinates (list of (natoms, 3)) and periods a of `count` chain cells.
 
     Pure function of its arguments. Coordinates are centred in y and z of the
