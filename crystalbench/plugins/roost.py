@@ -13,7 +13,7 @@ Faithfulness notes:
   them is learned (aviary's `nn.Embedding` would otherwise train it too);
   `freeze_embedding=False` gives aviary's behaviour;
 * the loss is the shared loop's MSE on standardized targets (Roost's own
-  default is a robust L1), so all benchmark models optimise the same thing.
+  reference training uses an L1 loss), so all benchmark models optimise the same thing.
 
 Torch and aviary are imported only when a Roost job runs.
 """
@@ -21,7 +21,7 @@ Torch and aviary are imported only when a Roost job runs.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -29,9 +29,6 @@ from crystalbench.harness.dataset import Dataset
 from crystalbench.harness.errors import BadInputError
 from crystalbench.harness.hookspecs import hookimpl
 from crystalbench.harness.specs import ModelContext, ModelSpec
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
 
 __all__ = ["ROOST_DEFAULTS", "encode_composition", "RoostModel", "bench_models"]
 
@@ -185,13 +182,7 @@ class RoostModel:
             progress=progress,
             desc="roost",
         )
-        r = self._result
-        self.fit_info = {
-            "best_epoch": r.best_epoch,
-            "epochs_run": r.epochs_run,
-            "stopped_early": r.stopped_early,
-            f"best_val_{r.val_metric}": r.best_val,
-        }
+        self.fit_info = self._result.summary()
 
     def predict(self, data: Dataset) -> np.ndarray:
         from crystalbench.plugins.training import predict_torch

@@ -161,6 +161,16 @@ class FitResult:
     val_metric: str
     history: list[dict[str, float]] = field(default_factory=list)
 
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready facts about the run (for a model's `fit_info`, recorded with results)."""
+        return {
+            "best_epoch": self.best_epoch,
+            "epochs_run": self.epochs_run,
+            "stopped_early": self.stopped_early,
+            f"best_val_{self.val_metric}": None if math.isnan(self.best_val) else round(self.best_val, 6),
+            "train_seconds": round(sum(h["seconds"] for h in self.history), 2),
+        }
+
 
 def seed_everything(seed: int) -> None:
     """Seed python, numpy's legacy global RNG and torch (CPU and CUDA).

@@ -1,0 +1,182 @@
+"""The shared torch training loop (crystalbench.plugins.training) on small synthetic problems."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from crystalbench.harness.dataset import Dataset  # noqa: E402
+from crystalbench.harness.errors import BadInputError  # noqa: E402
+from crystalbench.plugins.training import (  # noqa: E402
+    FeatureInput,
+    MLPHead,
+    NonFiniteLossError,
+    TrainConfig,
+    fit_torch,
+    predict_torch,
+)
+
+torch.set_num_threads(1)
+
+
+def _collate(items: list) -> torch.Tensor:
+    return torch.as_tensor(np.stack(items), dtype=torch.float32)
+
+
+def _mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(4, 16), nn.Softplus(), nn.Linear(16, 1))
+
+
+@pytest.fixture(scope="module")
+def linear_data() -> tuple[list, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype(np.float32)
+    # large offset and scale: only learnable quickly if targets are standardized
+    y = 50.0 + 20.0 * (x @ np.array([1.0, 2.0, -1.0, 0.5]))
+    return list(x), y
+
+
+def test_regression_learns_in_task_units(linear_data):
+    x, y = linear_data
+    cfg = TrainConfig(epochs=60, batch_size=32, lr=1e-2, patience=20)
+    res = fit_torch(_mlp, x[:200], y[:200], _collate, cfg=cfg, val_items=x[200:250], y_val=y[200:250], seed=0)
+    pred = predict_torch(res, x[250:], _collate)
+    mad = np.mean(np.abs(y[250:] - y[250:].mean()))
+    assert pred.shape == (50,)
+    assert np.mean(np.abs(pred - y[250:])) < 0.1 * mad
+    # best_val is the validation MAE in task units of the restored weights
+    val_pred = predict_torch(res, x[200:250], _collate)
+    assert math.isclose(np.mean(np.abs(val_pred - y[200:250])), res.best_val, rel_tol=1e-5)
+    assert res.val_metric == "mae" and len(res.history) == res.epochs_run
+
+
+def test_early_stopping_restores_best_epoch(linear_data):
+    x, y = linear_data
+    # validation targets are the negated relation: fitting training data makes val worse
+    y_val = 2 * y[:200].mean() - y[200:250]
+    cfg = TrainConfig(epochs=200, batch_size=32, lr=1e-2, patience=5)
+    res = fit_torch(_mlp, x[:200], y[:200], _collate, cfg=cfg, val_items=x[200:250], y_val=y_val, seed=0)
+    assert res.stopped_early and res.epochs_run < 200
+    assert res.epochs_run == res.best_epoch + 5
+    vals = [h["val"] for h in res.history]
+    assert res.best_val == min(vals) == vals[res.best_epoch - 1]
+    restored = np.mean(np.abs(predict_torch(res, x[200:250], _collate) - y_val))
+    assert math.isclose(restored, res.best_val, rel_tol=1e-5)
+    assert restored < vals[-1]  # the last epoch was worse, and it was not kept
+
+
+def test_classification_predicts_class_indices():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0).astype(int)  # classes 0, 1, 2
+    cfg = TrainConfig(epochs=40, batch_size=32, lr=1e-2, patience=10, task_type="classification")
+    build = lambda: nn.Sequential(nn.Linear(4, 16), nn.Softplus(), nn.Linear(16, 3))  # noqa: E731
+    res = fit_torch(build, list(x[:200]), y[:200], _collate, cfg=cfg, val_items=list(x[200:250]), y_val=y[200:250])
+    pred = predict_torch(res, list(x[250:]), _collate)
+    assert pred.dtype == np.int64 and set(np.unique(pred)) <= {0, 1, 2}
+    assert np.mean(pred == y[250:]) > 0.85
+    assert res.val_metric == "accuracy" and 0.85 < res.best_val <= 1.0
+
+
+def test_same_seed_same_predictions_and_seed_matters(linear_data):
+    x, y = linear_data
+    cfg = TrainConfig(epochs=5, batch_size=32, lr=1e-2, patience=None)
+    runs = [
+        predict_torch(fit_torch(_mlp, x[:200], y[:200], _collate, cfg=cfg, seed=s), x[250:], _collate) for s in (3, 3, 4)
+    ]
+    assert np.array_equal(runs[0], runs[1])
+    assert not np.allclose(runs[0], runs[2])
+
+
+def test_precise_bn_matches_training_statistics(linear_data):
+    x, y = linear_data
+    build = lambda: nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Softplus(), nn.Linear(8, 1))  # noqa: E731
+    stats = {}
+    for precise in (True, False):
+        cfg = TrainConfig(epochs=3, batch_size=200, lr=1e-2, patience=None, precise_bn=precise)
+        res = fit_torch(build, x[:200], y[:200], _collate, cfg=cfg, seed=0)
+        with torch.no_grad():
+            h = res.module[0](_collate(x[:200]))
+        stats[precise] = (res.module[1].running_mean.numpy(), h.mean(0).numpy())
+    # one batch = the whole training set: precise running mean is the exact batch mean
+    np.testing.assert_allclose(stats[True][0], stats[True][1], atol=1e-5)
+    assert not np.allclose(stats[False][0], stats[False][1], atol=1e-2)  # EMA after 3 steps lags
+
+
+class _Exploding(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x) * torch.tensor(float("nan"))
+
+
+def test_nan_loss_raises_clear_error(linear_data):
+    x, y = linear_data
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=1e-3)
+    with pytest.raises(NonFiniteLossError, match=r"mynet: training loss became nan at epoch 1.*lower the learning rate"):
+        fit_torch(_Exploding, x[:64], y[:64], _collate, cfg=cfg, desc="mynet")
+
+
+def test_bad_targets_and_device_rejected(linear_data):
+    x, y = linear_data
+    bad = y[:64].copy()
+    bad[3] = np.nan
+    with pytest.raises(BadInputError, match="NaN"):
+        fit_torch(_mlp, x[:64], bad, _collate, cfg=TrainConfig(epochs=1))
+    if not torch.cuda.is_available():
+        with pytest.raises(BadInputError, match="CUDA"):
+            fit_torch(_mlp, x[:64], y[:64], _collate, cfg=TrainConfig(epochs=1, device="cuda"))
+
+
+def test_config_from_hparams():
+    hp = {"epochs": "7", "lr": 0.01, "batch_size": 16, "patience": None, "device": "cpu", "atom_fea_len": 64}
+    cfg = TrainConfig.from_hparams(hp, task_type="classification", device="cuda:1")
+    assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.patience) == (7, 0.01, 16, None)
+    assert cfg.device == "cuda:1" and cfg.task_type == "classification"
+    assert TrainConfig.from_hparams({"device": "cuda"}, device="cpu").device == "cuda"
+    with pytest.raises(BadInputError):
+        TrainConfig.from_hparams({"epochs": 0})
+
+
+def _ds(n: int, feats: np.ndarray | None, names: tuple[str, ...] = ("u", "v")) -> Dataset:
+    from pymatgen.core import Composition
+
+    return Dataset(
+        ids=[str(i) for i in range(n)],
+        targets=np.zeros(n),
+        compositions=[Composition("NaCl")] * n,
+        features=feats,
+        feature_names=names if feats is not None else (),
+    )
+
+
+def test_feature_input_scales_with_training_statistics():
+    train = np.array([[1.0, np.nan], [3.0, 10.0], [5.0, 30.0]])
+    fi = FeatureInput().fit(_ds(3, train))
+    assert fi.dim == 2
+    out = fi.transform(_ds(2, np.array([[3.0, np.nan], [7.0, 20.0]])))
+    assert out.dtype == np.float32
+    # column 0: mean 3, std sqrt(8/3); NaN in column 1 -> training median 20 -> mean 20 -> 0
+    np.testing.assert_allclose(out[:, 0], [0.0, 4.0 / np.sqrt(8 / 3)], rtol=1e-6)
+    np.testing.assert_allclose(out[:, 1], [0.0, 0.0], atol=1e-6)
+    assert FeatureInput().fit(_ds(3, None)).dim == 0 and FeatureInput().fit(_ds(3, None)).transform(_ds(1, None)) is None
+    with pytest.raises(BadInputError):
+        fi.transform(_ds(2, None))
+    with pytest.raises(BadInputError):
+        fi.transform(_ds(2, np.zeros((2, 2)), names=("v", "u")))
+
+
+def test_mlp_head_concatenates_extra_features():
+    head = MLPHead(8, 16, 3, extra_dim=2, n_hidden=2)
+    out = head(torch.zeros(5, 8), torch.ones(5, 2))
+    assert out.shape == (5, 3)
+    assert head.hidden[0].in_features == 10 and sum(isinstance(m, nn.Linear) for m in head.hidden) == 2
+    with pytest.raises(ValueError):
+        head(torch.zeros(5, 8))
