@@ -141,13 +141,16 @@ def _metric_line(rec: dict) -> str:
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory (default $CRYSTALBENCH_DATA_DIR).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Cache directory (default $CRYSTALBENCH_CACHE_DIR).")
 @click.option("--jobs", type=int, help="Worker processes for featurization and structure loading (default: all cores).")
+@click.option("--threads", type=int, default=lambda: int(os.environ.get("CRYSTALBENCH_THREADS", "1")),
+              show_default="1 or $CRYSTALBENCH_THREADS",
+              help="Torch intra-op threads per job (raise for large models on an idle machine).")
 @click.option("--rerun", is_flag=True, help="Run jobs again even if their results exist.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per finished job on stdout.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @click.pass_context
 def run(ctx, models, tasks, data_path, target, structure_column, id_column, classification, strict, protocol,
         split_file, seeds, folds, epochs, pooling, descriptors, device, config_path, results_dir, data_dir,
-        cache_dir, jobs, rerun, as_json, no_progress):
+        cache_dir, jobs, threads, rerun, as_json, no_progress):
     """Run models on tasks; every finished job is saved, re-runs resume.
 
     \b
@@ -191,6 +194,7 @@ def run(ctx, models, tasks, data_path, target, structure_column, id_column, clas
         split_file=split_file,
         rerun=rerun,
         jobs=jobs,
+        threads=max(1, threads),
         progress=not no_progress and not as_json,
     )
 

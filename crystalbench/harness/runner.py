@@ -51,6 +51,7 @@ class RunOptions:
     split_file: Path | None = None
     rerun: bool = False
     jobs: int = 1
+    threads: int = 1
     progress: bool = True
 
 
@@ -355,6 +356,11 @@ def _run_job(
             cache_dir=opts.cache_dir,
         )
         model = spec.factory(ctx)
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.get_num_threads() != opts.threads:
+            # Crystal graphs are small: extra intra-op threads gain little, and on a busy
+            # machine oversubscribed OpenMP threads make training 10-50x slower.
+            torch.set_num_threads(opts.threads)
         t0 = time.perf_counter()
         model.fit(train, val, seed=seed, progress=opts.progress)
         record["timings"]["fit"] = round(time.perf_counter() - t0, 4)
