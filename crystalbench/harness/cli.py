@@ -232,6 +232,14 @@ def list_() -> None:
     """List models, tasks or descriptor sets."""
 
 
+def _available(task, ddir: Path) -> bool:
+    """A task's cheap data check; a plugin bug there only marks the task unavailable."""
+    try:
+        return bool(task.available(ddir)) if task.available else True
+    except Exception:
+        return False
+
+
 def _print_rows(rows: list[dict], as_json: bool, headers: list[str]) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=1))
@@ -268,10 +276,7 @@ def list_tasks(ctx, as_json, data_dir):
     ddir = paths.data_dir(data_dir)
     rows = []
     for name, t in reg.tasks.items():
-        try:
-            avail = t.available(ddir) if t.available else True
-        except Exception:
-            avail = False
+        avail = _available(t, ddir)
         rows.append({
             "name": name, "group": t.group, "size": t.size, "target": t.target, "unit": t.unit,
             "type": t.task_type, "extensive": t.extensive, "protocol": t.protocol, "available": bool(avail),
@@ -385,10 +390,7 @@ def data_status(ctx, data_dir):
     click.echo(f"data directory: {ddir}{'' if ddir.is_dir() else ' (does not exist)'}")
     rows = []
     for name, t in reg.tasks.items():
-        try:
-            avail = t.available(ddir) if t.available else True
-        except Exception:
-            avail = False
+        avail = _available(t, ddir)
         rows.append([name, t.group, t.size if t.size is not None else "", "yes" if avail else "MISSING"])
     from tabulate import tabulate
 

@@ -595,20 +595,11 @@ def read_json_table(path: Path) -> tuple[str, list[tuple[str, Any, dict]]]:
 # checksums and caches
 # --------------------------------------------------------------------------------------------
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
 def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes, memoised per (path, size, mtime)."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _DIGESTS:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _DIGESTS[key] = h.hexdigest()
-    return _DIGESTS[key]
+    """sha256 of a file's bytes (memoised; the same digest the harness records in provenance)."""
+    from crystalbench.harness.provenance import file_sha256
+
+    return file_sha256(Path(path))
 
 
 def files_digest(paths: Sequence[Path], *extra: Any) -> str:
