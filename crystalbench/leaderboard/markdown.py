@@ -22,7 +22,7 @@ from ..harness.results import ResultStore
 
 __all__ = ["escape", "summarize", "render_markdown", "build_leaderboard"]
 
-_SPECIAL = "\\`*_{}[]<>()#+!|~"
+_SPECIAL = "\\`*_{}[]<>|~"  # what changes meaning inside a table cell
 
 # (metric key, title, higher is better, task type)
 TABLES = (
