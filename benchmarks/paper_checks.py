@@ -15,7 +15,7 @@
 
 Everything goes through the registry and the real runner, so the numbers are
 what `bench run` would record; results land in --results-dir (resumable).
-Use a few threads at most: ``--threads`` (default 1) sets torch's intra-op pool.
+Use a few threads at most: ``--threads`` (default 1) sets torch's intra-op pool per job.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def _run(
         epochs=args.epochs,
         pooling=pooling,
         protocol=protocol,
+        threads=args.threads,
         progress=not args.no_progress,
     )
     summary = run_grid(reg, opts)
@@ -111,9 +112,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
-    import torch
-
-    torch.set_num_threads(args.threads)
     t0 = time.time()
     if args.check in ("chains", "all"):
         tasks = ["chain1d_short"] + (["chain1d_long"] if args.long else [])

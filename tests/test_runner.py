@@ -127,3 +127,19 @@ def test_observer_is_called_and_its_failure_is_contained(reg, tmp_path, monkeypa
     s = run_grid(reg, _opts(tmp_path, seeds=[0, 1]))
     assert s.ok and len(_files(tmp_path / "results")) == 2
     assert [json.loads(l)["model"] for l in log.read_text().splitlines()] == ["dummy", "dummy"]
+
+
+def test_pooling_defaults_follow_task_and_spec(reg):
+    from crystalbench.harness.specs import TaskSpec
+
+    extensive = TaskSpec(name="ext", load=lambda d: None, target="U", extensive=True)
+    intensive = TaskSpec(name="int", load=lambda d: None, target="gap")
+    opts = RunOptions(models=[], tasks=[], results_dir=Path("."), data_dir=Path("."))
+    from crystalbench.harness.runner import resolve_hparams
+
+    assert resolve_hparams(reg.model("cgcnn"), extensive, opts)["pooling"] == "sum"
+    assert resolve_hparams(reg.model("cgcnn"), intensive, opts)["pooling"] == "mean"
+    assert resolve_hparams(reg.model("de-cgcnn"), extensive, opts)["pooling"] == "mean"
+    opts.pooling = "sum"
+    assert resolve_hparams(reg.model("de-cgcnn"), extensive, opts)["pooling"] == "sum"
+    assert "pooling" not in resolve_hparams(reg.model("rf"), extensive, opts)

@@ -96,7 +96,8 @@ def resolve_hparams(spec: ModelSpec, task: TaskSpec, opts: RunOptions) -> dict:
     if opts.epochs is not None and "epochs" in hp:
         hp["epochs"] = int(opts.epochs)
     if spec.poolings:
-        pooling = opts.pooling or section.get("pooling") or ("sum" if task.extensive else "mean")
+        pooling = (opts.pooling or section.get("pooling") or spec.default_pooling
+                   or ("sum" if task.extensive else "mean"))
         if pooling not in spec.poolings:
             raise CrystalbenchError(
                 f"model {spec.name!r} supports pooling {', '.join(spec.poolings)}, not {pooling!r}"

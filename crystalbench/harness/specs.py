@@ -80,7 +80,11 @@ class ModelSpec:
         de-cgcnn and rf); `--descriptors` overrides it.
     poolings: pooling choices offered via `--pooling` (empty: not applicable).
         When the user does not choose, the harness passes "sum" for extensive
-        tasks and "mean" otherwise, as `hparams["pooling"]`.
+        tasks and "mean" otherwise, as `hparams["pooling"]`, unless the spec
+        fixes `default_pooling` (de-* hybrids: the paper's eq. 14 concatenates
+        descriptors with the *mean*-pooled embedding, and `natoms` among the
+        descriptors already carries the size dependence; mean beat sum for
+        de-cgcnn on phonon_cv in our measurements).
     classification: can handle classification tasks.
     needs_validation: receives a validation split; otherwise trains on the
         whole training fold.
@@ -95,6 +99,7 @@ class ModelSpec:
     accepts_features: bool = False
     descriptors: str | None = None
     poolings: tuple[str, ...] = ()
+    default_pooling: str | None = None
     classification: bool = False
     needs_validation: bool = True
     reference: str = ""

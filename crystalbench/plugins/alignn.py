@@ -547,6 +547,7 @@ def bench_models() -> list[ModelSpec]:
             accepts_features=True,
             descriptors="gong29",
             poolings=("mean", "sum"),
+            default_pooling="mean",  # eq. 14: descriptors + mean-pooled embedding (see ModelSpec)
             classification=True,
             reference="Gong et al. 2023 (hybrid, eq. 14); " + _REFERENCE,
         ),

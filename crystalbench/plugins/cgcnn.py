@@ -197,6 +197,7 @@ def bench_models() -> list[ModelSpec]:
             factory=_de_cgcnn,
             description="CGCNN with the gong29 descriptors concatenated to the pooled embedding, end to end",
             descriptors="gong29",
+            default_pooling="mean",  # eq. 14: descriptors + mean-pooled embedding (see ModelSpec)
             reference=REFERENCE_DE,
             **common,
         ),
