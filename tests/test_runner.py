@@ -143,3 +143,11 @@ def test_pooling_defaults_follow_task_and_spec(reg):
     opts.pooling = "sum"
     assert resolve_hparams(reg.model("de-cgcnn"), extensive, opts)["pooling"] == "sum"
     assert "pooling" not in resolve_hparams(reg.model("rf"), extensive, opts)
+
+
+def test_subsets_reuse_structure_keys():
+    d = toolkit.toy_dataset(10)
+    keys = d.structure_keys
+    sub = d.with_features(("x",), [[1.0]] * 10).subset([3, 1])
+    assert "structure_keys" in sub.__dict__ and sub.structure_keys == (keys[3], keys[1])
+    assert sub.structure_keys == type(d)(ids=sub.ids, targets=sub.targets, structures=sub.structures).structure_keys

@@ -127,7 +127,7 @@ class Dataset:
 
     def subset(self, idx: Sequence[int] | np.ndarray) -> "Dataset":
         idx = np.asarray(idx, dtype=int)
-        return replace(
+        out = replace(
             self,
             ids=tuple(self.ids[i] for i in idx),
             targets=self.targets[idx],
@@ -135,7 +135,13 @@ class Dataset:
             compositions=None if self.compositions is None else tuple(self.compositions[i] for i in idx),
             features=None if self.features is None else self.features[idx],
         )
+        if "structure_keys" in self.__dict__:  # graph/descriptor caches key on these: hash once per task
+            out.__dict__["structure_keys"] = tuple(self.structure_keys[i] for i in idx)
+        return out
 
     def with_features(self, names: Sequence[str], values: np.ndarray) -> "Dataset":
         """A copy carrying these extra feature columns (replacing any previous ones)."""
-        return replace(self, features=np.asarray(values, dtype=float), feature_names=tuple(names))
+        out = replace(self, features=np.asarray(values, dtype=float), feature_names=tuple(names))
+        if "structure_keys" in self.__dict__:
+            out.__dict__["structure_keys"] = self.structure_keys
+        return out

@@ -36,6 +36,8 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
+
+from crystalbench.harness.runner import seed_everything  # one seeding rule for runner and models
 from torch import nn
 
 from ..harness.dataset import Dataset
@@ -170,17 +172,6 @@ class FitResult:
             f"best_val_{self.val_metric}": None if math.isnan(self.best_val) else round(self.best_val, 6),
             "train_seconds": round(sum(h["seconds"] for h in self.history), 2),
         }
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy's legacy global RNG and torch (CPU and CUDA).
-
-    Called by `fit_torch` before the module is built, so weight initialisation,
-    dropout and batch order all follow `seed`.
-    """
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def resolve_device(name: str) -> torch.device:
