@@ -90,12 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     from pymatgen.core import Structure
 
     from crystalbench.descriptors.gong29 import FEATURES, GONG29, describe
+    from crystalbench.harness.context import RunContext
     from crystalbench.harness.dataset import Dataset
     from crystalbench.harness.featurize import compute_descriptors
     from crystalbench.harness.paths import data_dir
     from crystalbench.tasks.collection import load_collection
 
-    coll = load_collection(data_dir(args.data_dir))
+    coll = load_collection(RunContext(data_dir=data_dir(args.data_dir)))
     pool = [i for i, s in enumerate(coll.structures) if args.max_atoms is None or len(s) <= args.max_atoms]
     pick = random.Random(args.seed).sample(pool, min(args.n, len(pool)))
     structures = [coll.structures[i] for i in pick]

@@ -26,9 +26,12 @@ import sys
 import time
 from pathlib import Path
 
-from crystalbench.harness import paths
+from crystalbench.cli.main import make_context
+from crystalbench.harness.context import configure_logging
+from crystalbench.harness.record import ResultRecord
 from crystalbench.harness.registry import load_registry, warn_problems
-from crystalbench.harness.runner import RunOptions, run_grid
+from crystalbench.harness.results import ResultStore
+from crystalbench.harness.runner import GridRequest, run_grid
 
 PAPER = {
     ("cgcnn", "chain1d_short", "r2"): "> 0.8 (Fig. 3e)",
@@ -40,59 +43,47 @@ PAPER = {
 
 def _run(
     models: list[str], tasks: list[str], args: argparse.Namespace, *, pooling: str | None = None, protocol: str | None = None
-) -> list[dict]:
-    reg = load_registry()
+) -> list[ResultRecord]:
+    ctx = make_context(data_dir=args.data_dir, cache_dir=args.cache_dir, results_dir=Path(args.results_dir),
+                       threads=args.threads, progress=not args.no_progress)
+    reg = load_registry(ctx=ctx)
     missing = [t for t in tasks if t not in reg.tasks] + [m for m in models if m not in reg.models]
     if missing:
         warn_problems(reg)
         raise SystemExit(f"not in the registry yet: {', '.join(missing)}")
-    opts = RunOptions(
-        models=models,
-        tasks=tasks,
-        results_dir=Path(args.results_dir),
-        data_dir=paths.data_dir(args.data_dir),
-        cache_dir=paths.cache_dir(args.cache_dir),
-        seeds=list(args.seeds),
-        epochs=args.epochs,
-        pooling=pooling,
-        protocol=protocol,
-        threads=args.threads,
-        progress=not args.no_progress,
-    )
-    summary = run_grid(reg, opts)
-    for p in summary.problems:
-        print(f"warning: {p}", file=sys.stderr)
+    req = GridRequest(models=models, tasks=tasks, seeds=list(args.seeds), epochs=args.epochs, pooling=pooling,
+                      protocol=protocol)
+    run_grid(reg, ctx, req)
     # include jobs recorded by an earlier (resumed) invocation
-    return [r for r in _all_records(args) if r.get("model") in models and r.get("task") in tasks]
+    return [r for r in _all_records(args) if r.model in models and r.task in tasks]
 
 
-def _all_records(args: argparse.Namespace) -> list[dict]:
-    from crystalbench.harness.results import ResultStore
-
+def _all_records(args: argparse.Namespace) -> list[ResultRecord]:
     return list(ResultStore(Path(args.results_dir)).records())
 
 
-def _report(records: list[dict], metrics: tuple[str, ...], epochs: int | None) -> None:
-    rows: dict[tuple[str, str, str, str, str], list[dict]] = {}
+def _report(records: list[ResultRecord], metrics: tuple[str, ...], epochs: int | None) -> None:
+    rows: dict[tuple[str, str, str, str, str], list[ResultRecord]] = {}
     for r in records:
-        if r.get("status") == "ok" and (epochs is None or r["hparams"].get("epochs") in (epochs, None)):
-            key = (r["model"], r["task"], r["protocol"], str(r["hparams"].get("pooling", "-")), str(r["hparams"].get("epochs", "-")))
+        params = r.job.params
+        if r.ok and (epochs is None or params.get("epochs") in (epochs, None)):
+            key = (r.model, r.task, r.protocol, str(params.get("pooling", "-")), str(params.get("epochs", "-")))
             rows.setdefault(key, []).append(r)
-        elif r.get("status") != "ok":
-            print(f"failed: {r['model']} {r['task']} seed {r['seed']}: {r.get('error')}", file=sys.stderr)
+        elif not r.ok:
+            print(f"failed: {r.model} {r.task} seed {r.seed}: {r.error}", file=sys.stderr)
     print(f"\n{'model':10s} {'task':16s} {'split':6s} {'pooling':7s} {'epochs':>6s} {'best ep':>12s} {'n':>2s} "
           + " ".join(f"{m:>16s}" for m in metrics) + "  paper")
     for (model, task, protocol, pooling, n_epochs), recs in sorted(rows.items()):
         cells = []
         for m in metrics:
-            vals = [r["metrics"][m] for r in recs if r["metrics"].get(m) is not None]
+            vals = [v for r in recs if (v := r.metrics.get(m)) is not None]
             if not vals:
                 cells.append(f"{'-':>16s}")
             elif len(vals) == 1:
                 cells.append(f"{vals[0]:16.3f}")
             else:
                 cells.append(f"{statistics.mean(vals):8.3f}+-{statistics.stdev(vals):6.3f}")
-        best = ",".join(str(r.get("fit_info", {}).get("best_epoch", "?")) for r in recs)
+        best = ",".join(str(r.fit_info.get("best_epoch", "?")) for r in recs)
         paper = "; ".join(v for (pm, pt, _), v in PAPER.items() if pm == model and pt == task)
         print(f"{model:10s} {task:16s} {protocol:6s} {pooling:7s} {n_epochs:>6s} {best:>12s} "
               f"{len(recs):2d} " + " ".join(cells) + f"  {paper}")
@@ -111,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--long", action="store_true", help="also run chain1d_long (slower)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    configure_logging()
 
     t0 = time.time()
     if args.check in ("chains", "all"):
@@ -120,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         _run(["dummy", "rf"], ["phonon_cv"], args, protocol=args.protocol)
         _run(["cgcnn", "de-cgcnn"], ["phonon_cv"], args, pooling="mean", protocol=args.protocol)
         _run(["cgcnn", "de-cgcnn"], ["phonon_cv"], args, protocol=args.protocol)  # default: sum (extensive)
-        recs = [r for r in _all_records(args) if r.get("task") == "phonon_cv" and r.get("protocol") == args.protocol]
+        recs = [r for r in _all_records(args) if r.task == "phonon_cv" and r.protocol == args.protocol]
         _report(recs, ("mae_over_mad", "mae", "r2"), args.epochs)
     print(f"\n{time.time() - t0:.0f} s", file=sys.stderr)
 

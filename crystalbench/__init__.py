@@ -2,15 +2,23 @@
 
 What a plugin author imports::
 
-    from crystalbench import hookimpl, ModelSpec, TaskSpec, DescriptorSpec, Dataset
+    from crystalbench import hookimpl, ModelSpec, TaskSpec, DescriptorSpec, Dataset, RunContext
+
+The contract is `crystalbench/harness/hookspecs.py` (every hook, documented where
+declared) and the types re-exported here; docs/plugins.md is the one page.
 """
 
+from .harness.context import RunContext
 from .harness.dataset import Dataset, structure_key
 from .harness.errors import BadInputError, CrystalbenchError, DataUnavailableError
 from .harness.hookspecs import hookimpl
-from .harness.specs import DescriptorSpec, Model, ModelContext, ModelSpec, SplitIds, TaskSpec
+from .harness.job import Job
+from .harness.record import ResultRecord
+from .harness.seeding import apply_threads, seed_everything
+from .harness.specs import NAME_PATTERN, DescriptorSpec, Model, ModelContext, ModelSpec, SplitIds, TaskSpec
+from .harness.store import Store, atomic_write
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "hookimpl",
@@ -22,6 +30,14 @@ __all__ = [
     "TaskSpec",
     "DescriptorSpec",
     "SplitIds",
+    "RunContext",
+    "Job",
+    "ResultRecord",
+    "Store",
+    "atomic_write",
+    "seed_everything",
+    "apply_threads",
+    "NAME_PATTERN",
     "CrystalbenchError",
     "DataUnavailableError",
     "BadInputError",

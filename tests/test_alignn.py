@@ -20,10 +20,12 @@ pytest.importorskip("alignn")
 import torch  # noqa: E402
 from pymatgen.core import Lattice, Structure  # noqa: E402
 
-from crystalbench.harness.dataset import Dataset  # noqa: E402
-from crystalbench.harness.errors import BadInputError  # noqa: E402
-from crystalbench.harness.specs import ModelContext  # noqa: E402
+from crystalbench import BadInputError, Dataset, ModelContext  # noqa: E402
+from crystalbench.gnn import GraphStats, atom_feature_table, clear_graph_memo  # noqa: E402
 from crystalbench.plugins import alignn as al  # noqa: E402
+from crystalbench.plugins.alignn import graphs as ag  # noqa: E402
+from crystalbench.plugins.alignn.model import AlignnParams, DeAlignnParams  # noqa: E402
+from crystalbench.plugins.alignn.net import AlignnNet, make_collate  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -60,9 +62,13 @@ def chain(n: int, rng: np.random.Generator) -> Structure:
     return Structure(Lattice.orthorhombic(pos[-1, 0], 100.0, 100.0), ["C"] * n, pos, coords_are_cartesian=True)
 
 
-def fit_predict(train, val, test, tmp_path, seed=0, defaults=al.ALIGNN_DEFAULTS, **hp):
-    ctx = ModelContext(hparams={**defaults, **TINY, **hp}, cache_dir=tmp_path)
-    model = al.AlignnModel(ctx, defaults)
+def tiny(cls=AlignnParams, **hp) -> AlignnParams:
+    return cls(**{**TINY, **hp})
+
+
+def fit_predict(train, val, test, tmp_path, seed=0, cls=AlignnParams, **hp):
+    ctx = ModelContext(hparams={}, params=tiny(cls, **hp), cache_dir=tmp_path)
+    model = al.AlignnModel(ctx, cls)
     model.fit(train, val, seed=seed, progress=False)
     return model, model.predict(test)
 
@@ -75,12 +81,14 @@ def splits():
 
 def test_alignn_beats_mean_predictor(splits, tmp_path):
     train, val, test = splits
+    clear_graph_memo()  # graph-cache counts below assume nothing is in memory yet
     model, pred = fit_predict(train, val, test, tmp_path)
     mae = np.abs(pred - test.targets).mean()
     baseline = np.abs(train.targets.mean() - test.targets).mean()
     assert pred.shape == (len(test),) and np.all(np.isfinite(pred))
     assert mae < 0.35 * baseline, (mae, baseline)
     assert model.fit_info["graph_cache"]["built"] == len(train) + len(val)
+    assert model.fit_info["torch_threads"] == 1
 
 
 def test_same_seed_identical_predictions(splits, tmp_path):
@@ -94,30 +102,33 @@ def test_same_seed_identical_predictions(splits, tmp_path):
 
 def test_graph_cache_hit(tmp_path):
     data = cubic_dataset(6, seed=1)
-    params = al.GraphParams()
-    first: dict[str, int] = {}
-    g1 = al.load_or_build_graphs(data, params, tmp_path, stats=first)
-    second: dict[str, int] = {}
-    g2 = al.load_or_build_graphs(data, params, tmp_path, stats=second)
-    assert first == {"hits": 0, "built": 6} and second == {"hits": 6, "built": 0}
+    params = ag.AlignnGraphParams()
+    first = GraphStats()
+    g1 = ag.load_or_build_graphs(data, params, cache_dir=tmp_path, stats=first)
+    clear_graph_memo()
+    second = GraphStats()
+    g2 = ag.load_or_build_graphs(data, params, cache_dir=tmp_path, stats=second)
+    third = GraphStats()
+    ag.load_or_build_graphs(data, params, cache_dir=tmp_path, stats=third)
+    assert (first.hits, first.built) == (0, 6) and (second.disk, second.built) == (6, 0) and third.memo == 6
     for a, b in zip(g1, g2):
-        for key in al.AlignnGraph.KEYS:
+        for key in ag.AlignnGraph.KEYS:
             assert np.array_equal(getattr(a, key), getattr(b, key))
-    files = list((tmp_path / "alignn_graphs").rglob("*.npz"))
+    files = list((tmp_path / "graphs" / "alignn-r8_k12").rglob("*.npz"))
     assert len(files) == 6
     # different graph parameters never share cache files
-    other: dict[str, int] = {}
-    al.load_or_build_graphs(data, al.GraphParams(cutoff=6.0), tmp_path, stats=other)
-    assert other == {"hits": 0, "built": 6}
+    other = GraphStats()
+    ag.load_or_build_graphs(data, ag.AlignnGraphParams(cutoff=6.0), cache_dir=tmp_path, stats=other)
+    assert (other.hits, other.built) == (0, 6)
 
 
 def test_graph_matches_geometry():
     fcc = Structure(Lattice.cubic(4.05), ["Al"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
-    g = al.build_graph(fcc)
+    g = ag.build_graph(fcc)
     assert np.array_equal(np.bincount(g.src), [12] * 4)  # exactly the 12 nearest neighbours
     assert np.allclose(np.linalg.norm(g.r, axis=1), 4.05 / np.sqrt(2), atol=1e-4)
     cscl = Structure(Lattice.cubic(4.0), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    g = al.build_graph(cscl)
+    g = ag.build_graph(cscl)
     # 8 at a*sqrt(3)/2 then the whole shell of 6 at a: ties at the 12th neighbour are kept
     assert np.array_equal(np.bincount(g.src), [14, 14])
 
@@ -126,7 +137,7 @@ def test_chain_in_vacuum_graph_is_valid(tmp_path):
     rng = np.random.default_rng(0)
     chains = [chain(n, rng) for n in (2, 3, 5, 8, 40)]
     for s in chains:
-        g = al.build_graph(s)
+        g = ag.build_graph(s)
         n = len(s)
         dist = np.linalg.norm(g.r, axis=1)
         assert g.num_edges > 0 and dist.max() <= 8.0 + 1e-4 and dist.min() > 0
@@ -141,14 +152,14 @@ def test_chain_in_vacuum_graph_is_valid(tmp_path):
         i, j = int(g.src[0]), int(g.dst[0])
         assert dist[0] >= s.get_distance(i, j) - 1e-4
     # the package's cutoff growth, on request, reaches 12 neighbours through the periodic axis
-    ext = al.build_graph(chains[1], al.GraphParams(extend_cutoff=True))
+    ext = ag.build_graph(chains[1], ag.AlignnGraphParams(extend_cutoff=True))
     assert np.bincount(ext.src).min() >= 12
     # and the network runs on a batch of chains with finite output
     data = Dataset(ids=[f"c{i}" for i in range(len(chains))], targets=[s.lattice.a for s in chains], structures=chains)
-    graphs = al.load_or_build_graphs(data, al.GraphParams(), tmp_path)
-    collate = al.make_collate(al.atom_feature_table())
+    graphs = ag.load_or_build_graphs(data, ag.AlignnGraphParams(), cache_dir=tmp_path)
+    collate = make_collate(atom_feature_table())
     torch.manual_seed(0)
-    net = al._net_class()({**al.ALIGNN_DEFAULTS, **TINY}, 92, 1, 0)
+    net = AlignnNet(tiny(), 92, 1, 0)
     out = net(collate([(g, None) for g in graphs]))
     assert out.shape == (len(chains), 1) and torch.isfinite(out).all()
 
@@ -157,12 +168,12 @@ def test_sum_and_mean_pooling_differ_as_eq13():
     s = Structure(Lattice.cubic(4.2), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     big = s.copy()
     big.make_supercell([2, 2, 2])
-    collate = al.make_collate(al.atom_feature_table())
-    batch = collate([(al.build_graph(s), None), (al.build_graph(big), None)])
+    collate = make_collate(atom_feature_table())
+    batch = collate([(ag.build_graph(s), None), (ag.build_graph(big), None)])
     embeds = {}
     for pooling in ("mean", "sum"):
         torch.manual_seed(0)
-        net = al._net_class()({**al.ALIGNN_DEFAULTS, **TINY, "pooling": pooling}, 92, 1, 0).eval()
+        net = AlignnNet(tiny(pooling=pooling), 92, 1, 0).eval()
         with torch.no_grad():
             embeds[pooling] = net.embed(batch)
     mean, total = embeds["mean"], embeds["sum"]
@@ -183,11 +194,11 @@ def test_monatomic_blind_spot_of_the_architecture():
     fcc = [Structure(Lattice.cubic(a), ["Al"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]) for a in (3.6, 4.4)]
     sc = Structure(Lattice.cubic(2.9), ["Al"], [[0, 0, 0]])
     salt = [Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]) for a in (3.6, 4.4)]
-    collate = al.make_collate(al.atom_feature_table())
+    collate = make_collate(atom_feature_table())
     torch.manual_seed(0)
-    net = al._net_class()({**al.ALIGNN_DEFAULTS, **TINY}, 92, 1, 0).eval()
+    net = AlignnNet(tiny(), 92, 1, 0).eval()
     with torch.no_grad():
-        e = net.embed(collate([(al.build_graph(s), None) for s in [*fcc, sc, *salt]]))
+        e = net.embed(collate([(ag.build_graph(s), None) for s in [*fcc, sc, *salt]]))
     assert torch.allclose(e[0], e[1], atol=1e-4) and torch.allclose(e[0], e[2], atol=1e-4)
     assert (e[3] - e[4]).abs().max() > 1e-2
 
@@ -197,8 +208,10 @@ def test_sum_pooling_model_trains_differently(splits, tmp_path):
     _, p_mean = fit_predict(train, val, test, tmp_path, epochs=3, pooling="mean")
     _, p_sum = fit_predict(train, val, test, tmp_path, epochs=3, pooling="sum")
     assert np.all(np.isfinite(p_sum)) and not np.allclose(p_mean, p_sum)
-    with pytest.raises(BadInputError):
+    with pytest.raises(BadInputError, match="pooling"):
         al.AlignnModel(ModelContext(hparams={"pooling": "max"}))
+    with pytest.raises(BadInputError, match="lr must be > 0"):
+        al.AlignnModel(ModelContext(hparams={"lr": 0.0}))
 
 
 def test_de_alignn_consumes_features(tmp_path):
@@ -213,7 +226,7 @@ def test_de_alignn_consumes_features(tmp_path):
     tr, va, te = range(60), range(60, 75), range(75, 90)
     _, p_plain = fit_predict(d.subset(tr), d.subset(va), d.subset(te), tmp_path, epochs=40)
     model, p_de = fit_predict(
-        with_f.subset(tr), with_f.subset(va), with_f.subset(te), tmp_path, defaults=al.DE_ALIGNN_DEFAULTS, epochs=40
+        with_f.subset(tr), with_f.subset(va), with_f.subset(te), tmp_path, cls=DeAlignnParams, epochs=40
     )
     y = d.subset(te).targets
     mae_plain, mae_de = np.abs(p_plain - y).mean(), np.abs(p_de - y).mean()
@@ -221,7 +234,8 @@ def test_de_alignn_consumes_features(tmp_path):
     assert mae_de < 0.5 * mae_plain, (mae_de, mae_plain)
     with pytest.raises(BadInputError):  # trained with features, asked without
         model.predict(d.subset(te))
-    de = al._de_alignn(ModelContext(hparams={**al.DE_ALIGNN_DEFAULTS, **TINY}, cache_dir=tmp_path))
+    de = al.make_de_alignn(ModelContext(hparams=TINY, cache_dir=tmp_path))
+    assert de.params.fc_layers == 1 and isinstance(de.params, DeAlignnParams)
     with pytest.raises(BadInputError, match="de-alignn needs descriptor features"):
         de.fit(d.subset(tr), d.subset(va), seed=0, progress=False)  # never silently a plain alignn
 
@@ -231,7 +245,7 @@ def test_classification(tmp_path):
     labels = np.digitize(d.targets, [3.67, 4.33])  # three classes by lattice constant
     data = Dataset(ids=d.ids, targets=labels, structures=d.structures, classes=("small", "medium", "large"))
     tr, va, te = data.subset(range(60)), data.subset(range(60, 75)), data.subset(range(75, 90))
-    ctx = ModelContext(hparams={**al.ALIGNN_DEFAULTS, **TINY, "epochs": 30}, task_type="classification", n_classes=3, cache_dir=tmp_path)
+    ctx = ModelContext(hparams={}, params=tiny(epochs=30), task_type="classification", n_classes=3, cache_dir=tmp_path)
     model = al.AlignnModel(ctx)
     model.fit(tr, va, seed=0, progress=False)
     pred = model.predict(te)
@@ -247,8 +261,11 @@ def test_specs_and_lazy_imports():
     a, de = specs["alignn"], specs["de-alignn"]
     assert a.accepts_features and a.classification and a.poolings == ("mean", "sum") and a.descriptors is None
     assert de.descriptors == "gong29" and de.accepts_features and de.poolings == ("mean", "sum")
-    assert a.defaults["cutoff"] == 8.0 and a.defaults["max_neighbors"] == 12
-    assert a.defaults["alignn_layers"] == 4 and a.defaults["gcn_layers"] == 4 and a.defaults["pooling"] == "mean"
+    assert a.params is AlignnParams and de.params is DeAlignnParams and a.inputs == de.inputs == ()
+    d, dd = a.default_params(), de.default_params()
+    assert d["cutoff"] == 8.0 and d["max_neighbors"] == 12 and d["lr"] == 1e-3 and d["weight_decay"] == 1e-5
+    assert d["alignn_layers"] == 4 and d["gcn_layers"] == 4 and d["pooling"] == "mean" and d["fc_layers"] == 0
+    assert dd == {**d, "fc_layers": 1}
     code = "import sys, crystalbench.plugins.alignn, crystalbench.plugins.roost; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"  # listing models must not import torch
@@ -259,4 +276,4 @@ def test_non_structure_data_is_rejected(tmp_path):
 
     data = Dataset(ids=["x"], targets=[1.0], compositions=[Composition("NaCl")])
     with pytest.raises(BadInputError):
-        al.load_or_build_graphs(data, al.GraphParams(), tmp_path)
+        ag.load_or_build_graphs(data, ag.AlignnGraphParams(), cache_dir=tmp_path)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from crystalbench.harness.context import RunContext
 from crystalbench.harness.registry import load_registry
 from crystalbench.tasks import chains
 from crystalbench.tasks.chains import CHAIN_TASKS, MIN_DIST, STEP, VACUUM, chain_structure, generate_chains, load_chains
+from crystalbench.tasks.readers import clear_memos
 
 
 @pytest.mark.parametrize("name", list(CHAIN_TASKS))
@@ -52,23 +54,25 @@ def test_generator_is_deterministic_and_seed_dependent():
     assert not np.array_equal(a1, a3)
 
 
-def test_short_task_loads_cached_and_registered(tmp_path, monkeypatch):
-    monkeypatch.setenv("CRYSTALBENCH_CACHE_DIR", str(tmp_path))
-    load_chains.cache_clear()
-    data = load_chains("chain1d_short")
+def test_short_task_loads_cached_and_registered(tmp_path):
+    ctx = RunContext(data_dir=tmp_path / "no-data-needed", cache_dir=tmp_path)
+    clear_memos()
+    data = load_chains("chain1d_short", ctx)
     assert len(data) == chains.N_STRUCTURES == len(set(data.ids))
     assert np.allclose(data.targets, [s.lattice.a for s in data.structures])
     assert set(len(s) for s in data.structures) == set(range(2, 9))
-    cached = list((tmp_path / "chains").glob("chain1d_short-*.npz"))
-    assert len(cached) == 1
-    load_chains.cache_clear()
-    again = load_chains("chain1d_short")  # from the NPZ this time
+    cached = list((tmp_path / "chains").rglob("*.npz"))
+    assert cached == [ctx.cache("chains", chains.GENERATOR_VERSION).path("chain1d_short", "npz")]
+    clear_memos()
+    again = load_chains("chain1d_short", ctx)  # from the NPZ this time
     assert np.array_equal(again.targets, data.targets)
     assert again.structures[5] == data.structures[5]
-    load_chains.cache_clear()
+    clear_memos()
 
     reg = load_registry()
     for name in CHAIN_TASKS:
         spec = reg.task(name)
         assert spec.group == "chains" and spec.size == 1400 and spec.fractions == (0.8, 0.1, 0.1)
         assert {"a", "c", "density", "vpa"} <= set(spec.exclude_features)
+        assert spec.leaks == ("lattice", "volume", "density") and spec.provides == "structure"
+        assert spec.available(ctx) and list(spec.files(ctx)) == []

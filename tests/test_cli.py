@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -39,7 +38,7 @@ def installed(tmp_path_factory):
 
 
 def bench(env, *args, cwd=None, check=None):
-    p = subprocess.run([sys.executable, "-m", "crystalbench.harness.cli", *args], env=env, cwd=cwd,
+    p = subprocess.run([sys.executable, "-m", "crystalbench.cli", *args], env=env, cwd=cwd,
                        capture_output=True, text=True, timeout=600)
     if check is not None:
         assert p.returncode == check, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
@@ -87,7 +86,7 @@ def test_failed_job_gives_nonzero_exit_but_grid_completes(installed, tmp_path):
 def test_killed_run_resumes_without_loss_or_duplicates(installed, tmp_path):
     env = dict(installed, CBTEST_SLEEP="0.7")
     results = tmp_path / "r"
-    args = [sys.executable, "-m", "crystalbench.harness.cli", "run", "-m", "sleepy", "-t", "toy_cubic",
+    args = [sys.executable, "-m", "crystalbench.cli", "run", "-m", "sleepy", "-t", "toy_cubic",
             *sum((["--seed", str(s)] for s in range(8)), []), "--json", "--results-dir", str(results)]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     done_before = []

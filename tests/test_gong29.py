@@ -11,11 +11,14 @@ import pytest
 from pymatgen.core import Structure
 
 from crystalbench.descriptors.gong29 import CRYS_SYS_LABELS, FEATURES, GONG29, SPACEGROUP, describe, featurize
-from crystalbench.tasks import collection
+from crystalbench.harness.context import RunContext
+from crystalbench.tasks import readers as R
+from crystalbench.tasks import sources as S
 
 # mp-ids of small cells covering the 7 crystal systems (phonon_dielectric_mp, pymatgen dicts), one POSCAR
-# (dielectric_constant), one CIF (trachote) and a one-atom cell (flla_2015). mp-1070 has a site at
-# frac z = -3e-5, which makes stock StructuralHeterogeneity fail; it is compared on the wrapped copy.
+# (the `poscar` entry of dielectric_constant's meta), one CIF (trachote) and a one-atom cell (flla_2015).
+# mp-1070 has a site at frac z = -3e-5, which makes stock StructuralHeterogeneity fail; it is compared on
+# the wrapped copy. Entries are picked from the sources' raw rows and parsed with the shared parsers.
 PHONON_IDS = (
     "mp-1000", "mp-1008680",  # cubic
     "mp-1009129", "mp-10485", "mp-1070",  # hexagonal
@@ -25,34 +28,42 @@ PHONON_IDS = (
     "mp-2659", "mp-10408",  # monoclinic
     "mp-753946", "mp-998156",  # triclinic
 )  # fmt: skip
-OTHER_IDS = {  # a POSCAR, a CIF and a one-atom cell
-    "matminer_dielectric_constant": "mp-29504",
-    "mp_elastic_val_trachote": "mp-36029",
-    "matminer_pypi_flla_2015": "mp-10679",
-}
+OTHER_IDS = {"trachote": "mp-36029", "flla": "mp-10679"}  # a CIF and a one-atom cell
+POSCAR_ID = "mp-29504"
 EXACT = ("natoms", "mean_CN_Voronoi", "std_CN_Voronoi", "crys_sys")
 
 
-def _read(data_dir, source: str, wanted: set[str]) -> dict[str, Structure]:
-    rel, reader = next((rel, reader) for name, rel, reader in collection.SOURCES if name == source)
+def _read(ctx: RunContext, source: str, wanted: set[str]) -> dict[str, Structure]:
     out = {}
-    for sid, parse in reader(data_dir / rel):
-        if sid in wanted:
-            out[sid] = parse()
+    for row in S.source_rows(ctx, source):
+        if not isinstance(row, str) and row.ident in wanted:
+            out[row.ident] = R.parse_structure(row.structure)
             if len(out) == len(wanted):
                 break
     return out
 
 
+def _read_poscar(ctx: RunContext, sid: str) -> Structure:
+    """The POSCAR text matminer keeps next to the CIF in dielectric_constant's `meta` column."""
+    path = ctx.data_dir / S.FILES["petousis"][0]
+    for _, _, rec in R.read_table(path, ctx.reporter).rows:
+        meta = R.parse_literal(rec["meta"]) if isinstance(rec, dict) else {}
+        if meta.get("material_id") == sid:
+            return R.parse_structure(meta["poscar"])
+    raise AssertionError(f"{sid} not in {path}")
+
+
 @pytest.fixture(scope="module")
-def structures() -> dict[str, Structure]:
+def structures(tmp_path_factory) -> dict[str, Structure]:
     root = Path(os.environ["CRYSTALBENCH_DATA_DIR"])
     if not root.is_dir():
         pytest.skip(f"real data not found at {root}")
-    found = _read(root, "matminer_phonon_dielectric_mp", set(PHONON_IDS))
+    ctx = RunContext(data_dir=root, cache_dir=tmp_path_factory.mktemp("cache"))
+    found = _read(ctx, "petretto", set(PHONON_IDS))
     for source, sid in OTHER_IDS.items():
-        found.update(_read(root, source, {sid}))
-    assert len(found) == len(PHONON_IDS) + len(OTHER_IDS)
+        found.update(_read(ctx, source, {sid}))
+    found[POSCAR_ID] = _read_poscar(ctx, POSCAR_ID)
+    assert len(found) == len(PHONON_IDS) + len(OTHER_IDS) + 1
     return found
 
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from crystalbench.descriptors.gong29 import CRYS_SYS_LABELS, FEATURES, describe
+from crystalbench.harness.context import RunContext
 from crystalbench.harness.registry import load_registry
-from crystalbench.tasks.learnability import EXCLUDE, TARGETS, load_learnability, task_name
+from crystalbench.tasks.learnability import EXCLUDE, LEAKS, TARGETS, load_learnability, task_name
 
 
 @pytest.fixture(scope="module")
@@ -44,19 +45,29 @@ def test_identity_leaks_are_excluded(registry):
     assert set(EXCLUDE) <= set(TARGETS)
 
 
-def test_small_slice_loads_with_descriptor_targets(data_dir, monkeypatch):
-    monkeypatch.setenv("CRYSTALBENCH_JOBS", "1")
-    a = load_learnability("desc_a", data_dir, limit=25)
+def test_leaking_inputs_are_declared(registry):
+    leaks = {t: set(registry.task(task_name(t)).leaks) for t in TARGETS}
+    assert all(leaks[p] == {"lattice"} for p in ("a", "b", "c", "alpha", "beta", "gamma"))
+    assert leaks["vpa"] == leaks["density"] == {"lattice", "volume", "density"}
+    assert leaks["natoms"] == {"natoms"}
+    assert leaks["mean_CN_Voronoi"] == set() and leaks["space_group_num"] == set()
+    assert set(LEAKS) <= set(TARGETS)
+    assert all(registry.task(task_name(t)).provides == "structure" for t in TARGETS)
+
+
+def test_small_slice_loads_with_descriptor_targets(data_dir, tmp_path):
+    ctx = RunContext(data_dir=data_dir, cache_dir=tmp_path, jobs=1)
+    a = load_learnability("desc_a", ctx, limit=25)
     assert 20 <= len(a) <= 25 and a.structures is not None and a.classes is None
     assert all(i.startswith("mp-") for i in a.ids)
-    for sid, s, y in list(zip(a.ids, a.structures, a.targets))[:5]:
+    for _sid, s, y in list(zip(a.ids, a.structures, a.targets))[:5]:
         assert y == pytest.approx(max(s.lattice.get_niggli_reduced_lattice().abc))
 
-    cs = load_learnability("desc_crys_sys", data_dir, limit=25)
+    cs = load_learnability("desc_crys_sys", ctx, limit=25)
     assert cs.classes == CRYS_SYS_LABELS and cs.targets.dtype.kind == "i"
     assert [int(describe(s)["crys_sys"]) for s in cs.structures[:5]] == cs.targets[:5].tolist()
 
-    sg = load_learnability("desc_space_group_num", data_dir, limit=25)
+    sg = load_learnability("desc_space_group_num", ctx, limit=25)
     assert len(sg.classes) == 230 and sg.targets.min() >= 0 and sg.targets.max() <= 229
     assert [sg.classes[t] for t in sg.targets[:3]] == [str(int(describe(s)["space_group_num"])) for s in sg.structures[:3]]
-    assert np.isfinite(load_learnability("desc_std_avg_bond_ang", data_dir, limit=25).targets).all()
+    assert np.isfinite(load_learnability("desc_std_avg_bond_ang", ctx, limit=25).targets).all()

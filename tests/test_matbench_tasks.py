@@ -8,8 +8,10 @@ import json
 import numpy as np
 import pytest
 
+from crystalbench.harness.context import RunContext
 from crystalbench.harness.errors import BadInputError, DataUnavailableError
 from crystalbench.tasks import matbench as M
+from crystalbench.tasks.readers import clear_memos
 
 
 @pytest.fixture
@@ -30,6 +32,19 @@ def specs():
     return {t.name: t for t in M.bench_tasks()}
 
 
+@pytest.fixture
+def ctx(data_dir, tmp_path) -> RunContext:
+    clear_memos()
+    return RunContext(data_dir=data_dir, cache_dir=tmp_path / "cache")
+
+
+@pytest.fixture
+def own(tmp_path) -> RunContext:
+    """A data directory of the test's own files (tmp_path), cache inside it."""
+    clear_memos()
+    return RunContext(data_dir=tmp_path, cache_dir=tmp_path / "cache")
+
+
 def test_all_13_registered_with_official_metadata(specs, data_dir):
     meta = json.loads((data_dir / "matbench" / "matbench_v0.1_dataset_metadata.json").read_text())
     assert set(specs) == set(meta)
@@ -40,6 +55,7 @@ def test_all_13_registered_with_official_metadata(specs, data_dir):
         assert t.unit == (m["unit"] or "")
         assert M.MATBENCH[name][4] == m["input_type"]
         assert t.source and t.license
+        assert t.provides == ("composition" if m["input_type"] == "composition" else "structure")
 
 
 def test_ids_match_the_official_fold_file(data_dir):
@@ -50,12 +66,12 @@ def test_ids_match_the_official_fold_file(data_dir):
         assert set(M.matbench_ids(name, n)) == set(fold["train"]) | set(fold["test"]), name
 
 
-def test_matbench_phonons_loads_offline_in_file_order(specs, data_dir, no_network, monkeypatch):
+def test_matbench_phonons_loads_offline_in_file_order(specs, data_dir, ctx, no_network, monkeypatch):
     monkeypatch.setenv(M.OFFLINE_ENV, "1")
     t = specs["matbench_phonons"]
-    assert t.available(data_dir)
-    assert t.files(data_dir) == [data_dir / "matbench" / "matbench_phonons.json.gz"]
-    data = t.load(data_dir)
+    assert t.available(ctx)
+    assert t.files(ctx) == [data_dir / "matbench" / "matbench_phonons.json.gz"]
+    data = t.load(ctx)
     assert len(data) == 1265
     assert data.ids[:3] == ("mb-phonons-0001", "mb-phonons-0002", "mb-phonons-0003") and data.ids[-1] == "mb-phonons-1265"
     with gzip.open(data_dir / "matbench" / "matbench_phonons.json.gz", "rt") as fh:
@@ -68,18 +84,18 @@ def test_matbench_phonons_loads_offline_in_file_order(specs, data_dir, no_networ
 
 
 @pytest.mark.parametrize("name", ["matbench_mp_gap", "matbench_expt_gap", "matbench_glass"])
-def test_offline_without_data_gives_a_clear_message(specs, data_dir, no_network, monkeypatch, name):
+def test_offline_without_data_gives_a_clear_message(specs, data_dir, ctx, no_network, monkeypatch, name):
     monkeypatch.setenv(M.OFFLINE_ENV, "1")
     t = specs[name]
-    assert not t.available(data_dir)
+    assert not t.available(ctx)
     with pytest.raises(DataUnavailableError) as err:
-        t.load(data_dir)
+        t.load(ctx)
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith(f"{name}: no local copy and downloads are off")
     assert str(data_dir / "matbench" / f"{name}.json.gz") in msg and f"projects/{name}.json.gz" in msg
 
 
-def test_failed_download_goes_through_matminer_and_leaves_no_partial_file(specs, data_dir, monkeypatch, tmp_path):
+def test_failed_download_goes_through_matminer_and_leaves_no_partial_file(specs, ctx, monkeypatch, tmp_path):
     """Online path: matminer.load_dataset is really called; its fetch fails like a machine without network."""
     import matminer.datasets.utils as mu
 
@@ -95,7 +111,7 @@ def test_failed_download_goes_through_matminer_and_leaves_no_partial_file(specs,
     monkeypatch.delenv(M.OFFLINE_ENV, raising=False)
     monkeypatch.setenv("MATMINER_DATA", str(tmp_path / "mm"))
     with pytest.raises(DataUnavailableError, match=r"download failed \(ConnectionError: Failed to establish"):
-        specs["matbench_jdft2d"].load(data_dir)
+        specs["matbench_jdft2d"].load(ctx)
     assert calls == ["https://ml.materialsproject.org/projects/matbench_jdft2d.json.gz"]
     assert not (tmp_path / "mm" / "matbench_jdft2d.json.gz").exists()
 
@@ -106,24 +122,37 @@ def _write_split(path, columns, rows):
         json.dump({"index": list(range(len(rows))), "columns": columns, "data": rows}, fh)
 
 
-def test_composition_only_and_classification_from_local_files(specs, tmp_path, no_network, monkeypatch):
+def test_composition_only_and_classification_from_local_files(specs, tmp_path, own, no_network, monkeypatch):
     monkeypatch.setenv(M.OFFLINE_ENV, "1")
     formulas = ["Fe0.7Cr0.2Ni0.1", "Fe0.9C0.1", "Fe0.8Mn0.2"] * 104
     _write_split(tmp_path / "matbench" / "matbench_steels.json.gz", ["composition", "yield strength"],
                  [[f, 1000.0 + i] for i, f in enumerate(formulas)])
     t = specs["matbench_steels"]
-    assert t.available(tmp_path)
-    data = t.load(tmp_path)
+    assert t.available(own)
+    data = t.load(own)
     assert data.structures is None and len(data.compositions) == 312
     assert data.ids[0] == "mb-steels-001" and data.compositions[1]["C"] == pytest.approx(0.1)
     _write_split(tmp_path / "matbench" / "matbench_expt_is_metal.json.gz", ["composition", "is_metal"],
                  [["Cu", True], ["NaCl", False]] * 2460 + [["Fe", True]])
-    data = specs["matbench_expt_is_metal"].load(tmp_path)
+    data = specs["matbench_expt_is_metal"].load(own)
     assert data.classes == ("False", "True") and data.targets[:3].tolist() == [1, 0, 1]
     assert data.ids[-1] == "mb-expt-is-metal-4921"
 
 
-def test_truncated_local_file_is_rejected_not_silently_run(specs, tmp_path, no_network):
+def test_truncated_local_file_is_rejected_not_silently_run(specs, tmp_path, own, no_network):
     _write_split(tmp_path / "matbench" / "matbench_steels.json.gz", ["composition", "yield strength"], [["Fe", 1.0]] * 10)
     with pytest.raises(BadInputError, match="10 rows, but Matbench matbench_steels has 312"):
-        specs["matbench_steels"].load(tmp_path)
+        specs["matbench_steels"].load(own)
+
+
+def test_offline_and_matminer_data_can_come_from_the_context(specs, tmp_path, no_network):
+    """The documented option keys override the environment variables (one place reads them)."""
+    mm = tmp_path / "mm"
+    _write_split(mm / "matbench_steels.json.gz", ["composition", "yield strength"],
+                 [[f, 1000.0 + i] for i, f in enumerate(["Fe0.9C0.1", "Fe0.8Mn0.2"] * 156)])
+    ctx = RunContext(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", options={"matminer_data": str(mm)})
+    assert specs["matbench_steels"].files(ctx) == [mm / "matbench_steels.json.gz"]
+    assert len(specs["matbench_steels"].load(ctx)) == 312
+    offline = ctx.with_(options={"offline": True})
+    with pytest.raises(DataUnavailableError, match="downloads are off"):
+        specs["matbench_steels"].load(offline)

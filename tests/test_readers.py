@@ -1,17 +1,36 @@
-"""Parsing primitives: structure formats, bad-structure detection, bad-row reporting, caches."""
+"""Parsing primitives: structure formats, bad-structure detection, bad-row reporting, cache keys."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import logging
+import uuid
 
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
+from crystalbench.harness.context import Reporter
 from crystalbench.harness.dataset import structure_key
 from crystalbench.harness.errors import BadInputError
 from crystalbench.tasks import readers as R
+
+
+def recording_reporter() -> tuple[Reporter, list[str]]:
+    """A Reporter whose messages land in a list, as the CLI prints them ("warning: ..."/"note: ...")."""
+    logger = logging.getLogger(f"crystalbench.tests.{uuid.uuid4().hex}")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    lines: list[str] = []
+
+    class _Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            prefix = "note: " if getattr(record, "note", False) else f"{record.levelname.lower()}: "
+            lines.append(prefix + record.getMessage())
+
+    logger.addHandler(_Handler())
+    return Reporter(logger=logger), lines
 
 
 def nacl(a: float = 5.64) -> Structure:
@@ -127,12 +146,13 @@ def test_parse_composition_accepts_formula_and_dict():
 # --- bad-row log -------------------------------------------------------------------------------
 
 
-def test_rowlog_caps_lines_and_counts(capsys):
+def test_rowlog_caps_lines_and_counts():
     log = R.RowLog("f.csv")
     for i in range(R.MAX_SHOWN + 5):
         log.bad(f"line {i + 2}", f"id{i}", "target is NaN", "missing/invalid target")
-    log.report(total=100)
-    err = capsys.readouterr().err.splitlines()
+    reporter, err = recording_reporter()
+    log.report(100, reporter)
+    assert reporter.warnings == len(err)
     assert len(err) == R.MAX_SHOWN + 2
     assert err[0] == "warning: f.csv line 2 (id 'id0'): target is NaN"
     assert "5 more bad rows not shown" in err[-2]
@@ -185,7 +205,7 @@ def test_read_json_table_layouts(tmp_path):
         R.read_json_table(tmp_path / "odd.json")
 
 
-# --- caches ------------------------------------------------------------------------------------
+# --- cache records and keys ---------------------------------------------------------------------
 
 
 def test_structure_record_round_trip_keeps_hash_and_magmom():
@@ -197,28 +217,24 @@ def test_structure_record_round_trip_keeps_hash_and_magmom():
     assert back.site_properties["magmom"] == [2.5, 0.0, -0.1]
 
 
-def test_cache_write_read_and_key_depends_on_content(tmp_path, monkeypatch):
-    monkeypatch.setenv("CRYSTALBENCH_CACHE_DIR", str(tmp_path / "cache"))
+def test_cache_key_depends_on_content_and_options_not_on_the_name(tmp_path):
     f = tmp_path / "data.csv"
     f.write_text("a,b\n1,2\n")
     k1 = R.files_digest([f], "opt")
-    assert R.read_cache("user", "data", k1) is None
-    R.write_cache("user", "data", k1, {"ids": ["x"]})
-    assert R.read_cache("user", "data", k1)["ids"] == ["x"]
+    assert R.files_digest([f], "opt") == k1
     assert R.files_digest([f], "other-option") != k1
     f.write_text("a,b\n1,3\n")
-    k2 = R.files_digest([f], "opt")
-    assert k2 != k1
-    R.write_cache("user", "data", k2, {"ids": ["y"]})
-    # the stale entry for the same name is removed
-    assert R.read_cache("user", "data", k1) is None
-    assert len(list((tmp_path / "cache" / "datasets" / "user").glob("data-*.json"))) == 1
+    assert R.files_digest([f], "opt") != k1
 
 
-def test_corrupt_cache_entry_is_ignored(tmp_path, monkeypatch):
-    monkeypatch.setenv("CRYSTALBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    key = "0" * 24
-    R.write_cache("tables", "t", key, {"ids": ["a"]})
-    path = next((tmp_path / "cache" / "datasets" / "tables").glob("t-*.json"))
-    path.write_text('{"ids": ["a"')  # e.g. a crash mid-write by an older version
-    assert R.read_cache("tables", "t", key) is None
+def test_read_table_gives_rows_with_positions_for_every_format(tmp_path):
+    reporter, _ = recording_reporter()
+    (tmp_path / "t.csv").write_text("id,y\na,1\nb\n")
+    t = R.read_table(tmp_path / "t.csv", reporter)
+    assert (t.fmt, t.columns) == ("csv", ["id", "y"])
+    assert t.rows == [("line 2", None, {"id": "a", "y": "1"}), ("line 3", None, "expected 2 fields, found 1")]
+    (tmp_path / "r.json").write_text(json.dumps([{"id": "a"}, 3]))
+    t = R.read_table(tmp_path / "r.json", reporter)
+    assert t.fmt == "json-records" and t.rows[1] == ("record 2", None, "malformed record (int)")
+    with pytest.raises(BadInputError, match="unsupported data format"):
+        R.read_table(tmp_path / "x.parquet", reporter)

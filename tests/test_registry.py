@@ -52,4 +52,5 @@ def test_unknown_names_suggest_close_matches():
         reg.model("dumy")
     with pytest.raises(UnknownNameError, match="no task matches"):
         reg.match_tasks(["zzz_*"])
-    assert reg.match_tasks(["toy_*", "toy_cubic"]) == ["toy_cubic"]
+    assert reg.match_tasks(["toy_c*", "toy_cubic"]) == ["toy_cubic", "toy_comp", "toy_constant"]
+    assert reg.match_tasks(["toy_cub*", "toy_cubic"]) == ["toy_cubic"]

@@ -16,10 +16,9 @@ pytest.importorskip("aviary")
 import torch  # noqa: E402
 from pymatgen.core import Composition, Element, Lattice, Structure  # noqa: E402
 
-from crystalbench.harness.dataset import Dataset  # noqa: E402
-from crystalbench.harness.errors import BadInputError  # noqa: E402
-from crystalbench.harness.specs import ModelContext  # noqa: E402
+from crystalbench import BadInputError, Dataset, ModelContext  # noqa: E402
 from crystalbench.plugins import roost as ro  # noqa: E402
+from crystalbench.plugins.roost import RoostParams  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -54,7 +53,8 @@ def comp_dataset(n: int = 150, seed: int = 0) -> Dataset:
 
 
 def fit(train, val, seed=0, task_type="regression", n_classes=None, **hp) -> ro.RoostModel:
-    model = ro.RoostModel(ModelContext(hparams={**ro.ROOST_DEFAULTS, **TINY, **hp}, task_type=task_type, n_classes=n_classes))
+    params = RoostParams(**{**TINY, **hp})
+    model = ro.RoostModel(ModelContext(hparams={}, params=params, task_type=task_type, n_classes=n_classes))
     model.fit(train, val, seed=seed, progress=False)
     return model
 
@@ -144,4 +144,18 @@ def test_unknown_element_is_rejected(splits):
 def test_spec():
     (spec,) = ro.bench_models()
     assert spec.name == "roost" and spec.needs == "composition" and spec.classification
-    assert spec.poolings == () and not spec.accepts_features and spec.defaults["elem_embedding"] == "matscholar200"
+    assert spec.poolings == () and not spec.accepts_features and spec.params is RoostParams and spec.inputs == ()
+    d = spec.default_params()
+    assert d["elem_embedding"] == "matscholar200" and d["trunk_hidden"] == [1024, 512] and d["lr"] == 3e-4
+    assert d["batch_size"] == 128 and d["weight_decay"] == 1e-6
+
+
+def test_params_from_plain_values_and_validation():
+    from crystalbench.harness.params import params_to_dict, resolve_params
+
+    p = resolve_params("roost", RoostParams, {"elem_gate": [32, 16], "epochs": 5.0})
+    assert p.elem_gate == (32, 16) and p.epochs == 5 and params_to_dict(p)["elem_gate"] == [32, 16]
+    with pytest.raises(BadInputError, match="elem_msg must be a list of positive integers"):
+        resolve_params("roost", RoostParams, {"elem_msg": [0]})
+    with pytest.raises(BadInputError, match="batch_size must be >= 1"):
+        resolve_params("roost", RoostParams, {"batch_size": 0})

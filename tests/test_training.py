@@ -1,4 +1,4 @@
-"""The shared torch training loop (crystalbench.plugins.training) on small synthetic problems."""
+"""The shared torch training loop (crystalbench.gnn.trainer, .heads) on small synthetic problems."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from crystalbench.harness.dataset import Dataset  # noqa: E402
-from crystalbench.harness.errors import BadInputError  # noqa: E402
-from crystalbench.plugins.training import (  # noqa: E402
+from crystalbench.gnn import (  # noqa: E402
     FeatureInput,
     MLPHead,
     NonFiniteLossError,
@@ -20,6 +18,8 @@ from crystalbench.plugins.training import (  # noqa: E402
     fit_torch,
     predict_torch,
 )
+from crystalbench.harness.dataset import Dataset  # noqa: E402
+from crystalbench.harness.errors import BadInputError  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -180,3 +180,93 @@ def test_mlp_head_concatenates_extra_features():
     assert head.hidden[0].in_features == 10 and sum(isinstance(m, nn.Linear) for m in head.hidden) == 2
     with pytest.raises(ValueError):
         head(torch.zeros(5, 8))
+
+
+def test_config_from_typed_params_and_validation():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class P:
+        epochs: int = 7
+        lr: float = 0.5
+        patience: int | None = None
+        atom_fea_len: int = 64  # not a training field: ignored
+
+    cfg = TrainConfig.from_params(P(), task_type="classification", device="cpu")
+    assert (cfg.epochs, cfg.lr, cfg.patience, cfg.batch_size, cfg.task_type) == (7, 0.5, None, 64, "classification")
+    for bad in ({"epochs": 0}, {"batch_size": 0}, {"lr": 0.0}, {"lr": float("nan")}, {"weight_decay": -1.0},
+                {"patience": -1}):
+        with pytest.raises(BadInputError, match="invalid training settings"):
+            TrainConfig(**bad)
+
+
+class _NaNAtPredict(nn.Module):
+    """Trains normally; in eval mode returns NaN/inf for the second half of the batch."""
+
+    def __init__(self, out: int = 1, value: float = float("nan")) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, out)
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.lin(x)
+        if not self.training:
+            y = y.clone()
+            y[len(y) // 2 :] = self.value
+        return y
+
+
+def test_nonfinite_predictions_raise_instead_of_garbage(linear_data):
+    x, y = linear_data
+    cfg = TrainConfig(epochs=2, batch_size=32, patience=None, precise_bn=False)
+    res = fit_torch(lambda: _NaNAtPredict(), x[:64], y[:64], _collate, cfg=cfg, seed=0, desc="nanny")
+    with pytest.raises(NonFiniteLossError, match=r"nanny: 5 of 10 predictions are NaN/inf"):
+        predict_torch(res, x[:10], _collate)
+    res_inf = fit_torch(lambda: _NaNAtPredict(value=float("inf")), x[:64], y[:64], _collate, cfg=cfg, seed=0)
+    with pytest.raises(NonFiniteLossError):
+        predict_torch(res_inf, x[:10], _collate)
+    # classification: NaN logits are an error, never a class index made from NaN
+    cls_cfg = TrainConfig(epochs=2, batch_size=32, patience=None, precise_bn=False, task_type="classification")
+    labels = (np.asarray(x[:64])[:, 0] > 0).astype(int)
+    res_cls = fit_torch(lambda: _NaNAtPredict(out=2), x[:64], labels, _collate, cfg=cls_cfg, seed=0, desc="cls")
+    with pytest.raises(NonFiniteLossError, match="NaN class scores"):
+        predict_torch(res_cls, x[:10], _collate)
+    # +inf logits still name a class: returned as int64 indices
+    res_inf_cls = fit_torch(lambda: _NaNAtPredict(out=2, value=float("inf")), x[:64], labels, _collate, cfg=cls_cfg)
+    pred = predict_torch(res_inf_cls, x[:10], _collate)
+    assert pred.dtype == np.int64 and set(np.unique(pred)) <= {0, 1}
+
+
+class _Gather(nn.Module):
+    """Message passing in miniature: gathers rows by index (advanced indexing) and scatters them back."""
+
+    def __init__(self, n_nodes: int, idx: torch.Tensor) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(n_nodes, 64) * 0.1)
+        self.idx = idx
+        self.register_buffer("weights", torch.randn(len(idx), 64, generator=torch.Generator().manual_seed(1)))
+        self.out = nn.Linear(64, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gathered = self.table[self.idx]  # backward: index_put_(accumulate=True), thread-order dependent on CPU
+        h = (gathered * self.weights).mean(0, keepdim=True)
+        return self.out(h + x.mean(1, keepdim=True))
+
+
+def test_fit_is_bit_identical_with_several_threads(linear_data):
+    """With 2 intra-op threads, a scatter-heavy backward must still give identical weights (deterministic mode)."""
+    x, y = linear_data
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, 50, (4000,), generator=gen)
+    cfg = TrainConfig(epochs=2, batch_size=64, patience=None)
+    before = torch.get_num_threads()
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(2)
+    try:
+        results = [fit_torch(lambda: _Gather(50, idx), x[:128], y[:128], _collate, cfg=cfg, seed=1) for _ in range(3)]
+    finally:
+        torch.set_num_threads(before)
+    weights = [r.module.table.detach().numpy() for r in results]
+    assert all(np.array_equal(weights[0], w) for w in weights[1:])
+    assert results[0].torch_threads == 2 and results[0].summary()["torch_threads"] == 2
+    assert torch.are_deterministic_algorithms_enabled() == was_deterministic  # restored after fit

@@ -4,16 +4,56 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
+from crystalbench.harness.context import Reporter, RunContext
 from crystalbench.harness.dataset import structure_key
 from crystalbench.harness.errors import BadInputError
+from crystalbench.tasks import readers as R
 from crystalbench.tasks import user as U
+
+
+def recording_reporter() -> tuple[Reporter, list[str]]:
+    """A Reporter whose messages land in a list, as the CLI prints them ("warning: ..."/"note: ...")."""
+    logger = logging.getLogger(f"crystalbench.tests.{uuid.uuid4().hex}")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    lines: list[str] = []
+
+    class _Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            prefix = "note: " if getattr(record, "note", False) else f"{record.levelname.lower()}: "
+            lines.append(prefix + record.getMessage())
+
+    logger.addHandler(_Handler())
+    return Reporter(logger=logger), lines
+
+
+@pytest.fixture(autouse=True)
+def fresh_process():
+    """Every test starts as a new process would: nothing parsed in memory."""
+    R.clear_memos()
+    yield
+    R.clear_memos()
+
+
+@pytest.fixture
+def reported(tmp_path) -> tuple[RunContext, list[str]]:
+    """A context with its cache under tmp_path, and the list its reporter writes to."""
+    reporter, lines = recording_reporter()
+    return RunContext(data_dir=tmp_path, cache_dir=tmp_path / "cache", reporter=reporter), lines
+
+
+@pytest.fixture
+def ctx(reported) -> RunContext:
+    return reported[0]
 
 
 def rocksalt(a: float, a_el: str = "Na", b_el: str = "Cl") -> Structure:
@@ -53,10 +93,11 @@ def start_line(path: Path, ident: str, nth: int = 1) -> int:
     return hits[nth - 1]
 
 
-def test_csv_with_broken_rows_loads_and_reports_exactly_those_rows(tmp_path, capsys):
+def test_csv_with_broken_rows_loads_and_reports_exactly_those_rows(tmp_path, reported):
+    ctx, err = reported
     p = tmp_path / "mydata.csv"
     expected = write_broken_csv(p)
-    data = U.load_user_dataset(p, target="band_gap")
+    data = U.load_user_dataset(p, ctx, target="band_gap")
     assert data.ids == ("m0", "m1", "m2", "m3", "m4")
     np.testing.assert_allclose(data.targets, [0, 1, 2, 3, 4])
     for ident in data.ids:
@@ -66,7 +107,6 @@ def test_csv_with_broken_rows_loads_and_reports_exactly_those_rows(tmp_path, cap
     assert data.meta["skipped_count"] == 4 and data.meta["rows"] == 9
     assert data.meta["structure_column"] == "cif" and data.meta["id_column"] == "material_id"
 
-    err = capsys.readouterr().err.splitlines()
     warnings = [line for line in err if line.startswith("warning: ")]
     assert len(warnings) == 5  # one line per bad row + the count
     assert f"line {start_line(p, 'bad-cif')} (id 'bad-cif'): malformed CIF" in warnings[0]
@@ -77,66 +117,69 @@ def test_csv_with_broken_rows_loads_and_reports_exactly_those_rows(tmp_path, cap
     assert "Traceback" not in "\n".join(err)
 
 
-def test_strict_mode_raises_at_the_first_bad_row_also_when_cached(tmp_path):
+def test_strict_mode_raises_at_the_first_bad_row_also_when_cached(tmp_path, ctx):
     p = tmp_path / "mydata.csv"
     write_broken_csv(p)
     msg = rf"line {start_line(p, 'bad-cif')} \(id 'bad-cif'\): malformed CIF.*strict mode"
     with pytest.raises(BadInputError, match=msg):
-        U.load_user_dataset(p, target="band_gap", strict=True)
-    U.load_user_dataset(p, target="band_gap", quiet=True)  # fills the cache
+        U.load_user_dataset(p, ctx, target="band_gap", strict=True)
+    U.load_user_dataset(p, ctx, target="band_gap", quiet=True)  # fills the cache
+    R.clear_memos()  # a new process: the strict load replays the cached bad rows
     with pytest.raises(BadInputError, match=msg):
-        U.load_user_dataset(p, target="band_gap", strict=True)
+        U.load_user_dataset(p, ctx, target="band_gap", strict=True)
 
 
-def test_second_load_comes_from_the_cache_and_is_identical(tmp_path, capsys, monkeypatch):
+def test_second_load_comes_from_the_cache_and_is_identical(tmp_path, reported, monkeypatch):
+    ctx, err = reported
     p = tmp_path / "mydata.csv"
     write_broken_csv(p)
-    first = U.load_user_dataset(p, target="band_gap")
-    err1 = capsys.readouterr().err
+    first = U.load_user_dataset(p, ctx, target="band_gap")
+    err1 = list(err)
+    R.clear_memos()  # a new process: the disk cache serves the load
     monkeypatch.setattr(U, "_parse", lambda *a, **k: pytest.fail("warm load must not re-parse"))
-    second = U.load_user_dataset(p, target="band_gap")
-    assert capsys.readouterr().err == err1  # bad rows are reported again
+    second = U.load_user_dataset(p, ctx, target="band_gap")
+    assert err[len(err1):] == err1  # bad rows are reported again
     assert second.ids == first.ids and second.content_hash == first.content_hash
     assert [structure_key(s) for s in second.structures] == [structure_key(s) for s in first.structures]
 
 
-def test_csv_auto_detects_an_unusually_named_structure_column_and_ids(tmp_path):
+def test_csv_auto_detects_an_unusually_named_structure_column_and_ids(tmp_path, ctx):
     p = tmp_path / "d.csv"
     with open(p, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["my_crystal", "y"])
-        for ident, (s, y) in GOOD.items():
+        for _ident, (s, y) in GOOD.items():
             w.writerow([repr(s.as_dict()), y])
-    data = U.load_user_dataset(p, target="y")
+    data = U.load_user_dataset(p, ctx, target="y")
     assert data.meta["structure_column"] == "my_crystal"
     assert data.ids == ("d-1", "d-2", "d-3", "d-4", "d-5")
 
 
-def test_dotted_structure_column_reaches_into_dict_columns(tmp_path):
+def test_dotted_structure_column_reaches_into_dict_columns(tmp_path, ctx):
     p = tmp_path / "meta.csv"
     with open(p, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["meta", "y"])
         for ident, (s, y) in GOOD.items():
             w.writerow([repr({"material_id": ident, "structure": s.to(fmt="cif")}), y])
-    data = U.load_user_dataset(p, target="y", structure_column="meta.structure", id_column="meta.material_id")
+    data = U.load_user_dataset(p, ctx, target="y", structure_column="meta.structure", id_column="meta.material_id")
     assert data.ids == tuple(GOOD)
 
 
-def test_target_none_gives_nan_targets(tmp_path):
+def test_target_none_gives_nan_targets(tmp_path, ctx):
     p = tmp_path / "mydata.csv"
     write_broken_csv(p)
-    data = U.load_user_dataset(p, quiet=True)
+    data = U.load_user_dataset(p, ctx, quiet=True)
     assert np.isnan(data.targets).all()
     # without a target, the NaN-target row is fine; only structure/id problems remain
     assert {b["id"] for b in data.meta["skipped"]} == {"bad-cif", "disordered", "m1"}
 
 
-def test_pymatgen_json_records_and_split_orientation(tmp_path):
+def test_pymatgen_json_records_and_split_orientation(tmp_path, ctx):
     recs = [{"task_id": k, "structure": s.as_dict(), "e": y} for k, (s, y) in GOOD.items()]
     recs.append({"task_id": "empty", "structure": {"@class": "Structure", "lattice": Lattice.cubic(3).as_dict(), "sites": []}, "e": 1})
     (tmp_path / "r.json").write_text(json.dumps(recs))
-    data = U.load_user_dataset(tmp_path / "r.json", target="e", quiet=True)
+    data = U.load_user_dataset(tmp_path / "r.json", ctx, target="e", quiet=True)
     assert data.ids == tuple(GOOD) and data.meta["format"] == "json-records"
     assert data.meta["skipped"] == [{"where": "record 6", "id": "empty", "kind": "no atoms", "reason": "structure has no atoms"}]
 
@@ -145,12 +188,13 @@ def test_pymatgen_json_records_and_split_orientation(tmp_path):
 
     with gzip.open(tmp_path / "s.json.gz", "wt") as fh:
         json.dump(split, fh)
-    data = U.load_user_dataset(tmp_path / "s.json.gz", target="e")
+    data = U.load_user_dataset(tmp_path / "s.json.gz", ctx, target="e")
     assert data.ids == tuple(GOOD) and data.meta["format"] == "json-split"
     np.testing.assert_allclose(data.targets, [y for _, y in GOOD.values()])
 
 
-def test_id_prop_directory(tmp_path, capsys):
+def test_id_prop_directory(tmp_path, reported):
+    ctx, err = reported
     d = tmp_path / "cifs"
     d.mkdir()
     lines = []
@@ -164,24 +208,24 @@ def test_id_prop_directory(tmp_path, capsys):
     (d / "bad.cif").write_text(BROKEN_CIF)
     lines.append("bad,8.0")
     (d / "id_prop.csv").write_text("\n".join(lines) + "\n")
-    data = U.load_user_dataset(d, target="kappa")
+    data = U.load_user_dataset(d, ctx, target="kappa")
     assert data.ids == tuple(GOOD)
     np.testing.assert_allclose(data.targets, [y for _, y in GOOD.values()])
     assert {b["id"]: b["kind"] for b in data.meta["skipped"]} == {"ghost": "missing structure", "bad": "malformed structure"}
-    err = capsys.readouterr().err
-    assert "id_prop.csv line 3 (id 'ghost'): no structure file for id" in err
+    assert any("id_prop.csv line 3 (id 'ghost'): no structure file for id" in line for line in err)
     # an ALIGNN-style header line is recognised and skipped, with a note
     (d / "id_prop.csv").write_text("\n".join(["id,target"] + lines) + "\n")
-    assert U.load_user_dataset(d, target="kappa", quiet=True).ids == tuple(GOOD)
-    assert "id_prop.csv line 1 (id,target) looks like a header; skipped" in capsys.readouterr().err
+    assert U.load_user_dataset(d, ctx, target="kappa", quiet=True).ids == tuple(GOOD)
+    assert any(line.startswith("note: ") and "id_prop.csv line 1 (id,target) looks like a header; skipped" in line
+               for line in err)
     # without a target, the structure files are still read (featurizing)
-    assert len(U.load_user_dataset(d, quiet=True)) == 5
+    assert len(U.load_user_dataset(d, ctx, quiet=True)) == 5
     # user_task on a directory needs no --target
     spec = U.user_task(d, target=None)
-    assert spec.target == "target" and len(spec.load(tmp_path)) == 5
+    assert spec.target == "target" and len(spec.load(ctx)) == 5
 
 
-def test_extxyz_via_ase(tmp_path):
+def test_extxyz_via_ase(tmp_path, ctx):
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import write
@@ -196,11 +240,11 @@ def test_extxyz_via_ase(tmp_path):
     frames.insert(1, Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]], pbc=False))
     frames[1].info = {"name": "molecule", "gap": 1.0}
     write(tmp_path / "d.extxyz", frames, format="extxyz")
-    data = U.load_user_dataset(tmp_path / "d.extxyz", target="gap", id_column="name", quiet=True)
+    data = U.load_user_dataset(tmp_path / "d.extxyz", ctx, target="gap", id_column="name", quiet=True)
     assert data.ids == tuple(GOOD)
     np.testing.assert_allclose(data.targets, [y for _, y in GOOD.values()])
     assert data.meta["skipped"][0]["where"] == "frame 2" and "no periodic 3-D cell" in data.meta["skipped"][0]["reason"]
-    energy = U.load_user_dataset(tmp_path / "d.extxyz", target="energy", id_column="name", quiet=True)
+    energy = U.load_user_dataset(tmp_path / "d.extxyz", ctx, target="energy", id_column="name", quiet=True)
     np.testing.assert_allclose(energy.targets, [-y for _, y in GOOD.values()])
 
 
@@ -214,47 +258,48 @@ def test_extxyz_via_ase(tmp_path):
         (b"a,b\n1,2\n", "no structure column found"),
     ],
 )
-def test_unusable_inputs_are_one_line_bad_input_errors(tmp_path, content, message):
+def test_unusable_inputs_are_one_line_bad_input_errors(tmp_path, ctx, content, message):
     p = tmp_path / "in.csv"
     if content is not None:
         p.write_bytes(content)
     with pytest.raises(BadInputError, match=message) as err:
-        U.load_user_dataset(p, target="band_gap", quiet=True)
+        U.load_user_dataset(p, ctx, target="band_gap", quiet=True)
     assert "\n" not in str(err.value)
 
 
-def test_all_rows_bad_is_an_error_not_an_empty_dataset(tmp_path, capsys):
+def test_all_rows_bad_is_an_error_not_an_empty_dataset(tmp_path, reported):
+    ctx, err = reported
     p = tmp_path / "allbad.csv"
     p.write_text(f"id,cif,y\na,{GOOD['m0'][0].to(fmt='poscar').splitlines()[0]},1\nb,,2\n")
     with pytest.raises(BadInputError, match=r"no usable rows \(2 of 2 bad\)"):
-        U.load_user_dataset(p, target="y")
-    assert "line 3 (id 'b'): missing structure" in capsys.readouterr().err
+        U.load_user_dataset(p, ctx, target="y")
+    assert any("line 3 (id 'b'): missing structure" in line for line in err)
 
 
-def test_unknown_target_column_names_close_matches(tmp_path):
+def test_unknown_target_column_names_close_matches(tmp_path, ctx):
     p = tmp_path / "mydata.csv"
     write_broken_csv(p)
     with pytest.raises(BadInputError, match=r"no target column 'bandgap'; did you mean 'band_gap'\?"):
-        U.load_user_dataset(p, target="bandgap")
+        U.load_user_dataset(p, ctx, target="bandgap")
 
 
-def test_unsupported_format(tmp_path):
+def test_unsupported_format(tmp_path, ctx):
     p = tmp_path / "x.parquet"
     p.write_bytes(b"PAR1")
     with pytest.raises(BadInputError, match="unsupported data format"):
-        U.load_user_dataset(p, target="y")
+        U.load_user_dataset(p, ctx, target="y")
 
 
-def test_classification_and_composition_only(tmp_path):
+def test_classification_and_composition_only(tmp_path, ctx):
     p = tmp_path / "c.csv"
     p.write_text("formula,is_metal\nFe,True\nNaCl,False\nCu,True\nXx2,True\n")
-    data = U.load_user_dataset(p, target="is_metal", task_type="classification", quiet=True)
+    data = U.load_user_dataset(p, ctx, target="is_metal", task_type="classification", quiet=True)
     assert data.structures is None and [c.reduced_formula for c in data.compositions] == ["Fe", "NaCl", "Cu"]
     assert data.classes == ("False", "True") and data.targets.tolist() == [1, 0, 1]
     assert data.meta["skipped"][0]["kind"] == "malformed composition"
 
 
-def test_user_task_with_split_column_uses_file_protocol(tmp_path):
+def test_user_task_with_split_column_uses_file_protocol(tmp_path, ctx):
     p = tmp_path / "s.csv"
     with open(p, "w", newline="") as fh:
         w = csv.writer(fh)
@@ -263,9 +308,9 @@ def test_user_task_with_split_column_uses_file_protocol(tmp_path):
             w.writerow([k, s.to(fmt="cif"), y, ["train", "train", "val", "test", "Train"][i]])
     spec = U.user_task(p, target="y", split_column="split", unit="eV")
     assert spec.protocol == "file" and spec.name == "user-s" and spec.unit == "eV"
-    split = spec.split_ids(tmp_path)
+    split = spec.split_ids(ctx)
     assert split.train == ("m0", "m1", "m4") and split.val == ("m2",) and split.test == ("m3",)
-    assert [Path(f) for f in spec.files(tmp_path)] == [p]
+    assert [Path(f) for f in spec.files(ctx)] == [p]
     with pytest.raises(BadInputError, match="pass --target"):
         U.user_task(p, target=None)
 
@@ -287,7 +332,8 @@ test = "data/test.txt"
 """
 
 
-def test_toml_task_files_register_tasks(tmp_path, monkeypatch, capsys):
+def test_toml_task_files_register_tasks(tmp_path, monkeypatch, reported):
+    ctx, err = reported
     tasks = tmp_path / "tasks"
     (tasks / "data").mkdir(parents=True)
     write_broken_csv(tasks / "data" / "mydata.csv")
@@ -300,17 +346,20 @@ def test_toml_task_files_register_tasks(tmp_path, monkeypatch, capsys):
         '[[task]]\nname = "a2"\npath = "{data_dir}/elsewhere.csv"\ntarget = "y"\nprotocol = "matbench"\n'
     )
     monkeypatch.setenv(U.TASKS_ENV, str(tasks))
-    specs = {s.name: s for s in U.bench_tasks()}
-    err = capsys.readouterr().err
-    assert re.search(r"warning: task file skipped: .*broken\.toml: unknown key 'tagret' \(did you mean 'target'\?\)", err)
+    specs = {s.name: s for s in U.bench_tasks(ctx)}
+    skipped = r"warning: task file skipped: .*broken\.toml: unknown key 'tagret' \(did you mean 'target'\?\)"
+    assert any(re.search(skipped, line) for line in err)
     assert set(specs) == {"my_gap", "a1", "a2"}
     spec = specs["my_gap"]
     assert spec.protocol == "file" and spec.fractions == (0.8, 0.1, 0.1) and spec.license == "CC BY 4.0"
-    assert spec.available(tmp_path) and len(spec.load(tmp_path)) == 5
-    split = spec.split_ids(tmp_path)
+    assert spec.available(ctx) and len(spec.load(ctx)) == 5
+    split = spec.split_ids(ctx)
     assert split.train == ("m0", "m1", "m2") and split.test == ("m3", "m4") and split.val == ()
-    assert "1 train ids" in capsys.readouterr().err
+    assert any(line.startswith("note: ") and "1 train ids" in line for line in err)
     # {data_dir} paths follow the data directory the runner passes
-    assert specs["a2"].protocol == "matbench" and not specs["a2"].available(tmp_path)
+    assert specs["a2"].protocol == "matbench" and not specs["a2"].available(ctx)
     (tmp_path / "elsewhere.csv").write_text((tasks / "data" / "mydata.csv").read_text().replace("band_gap", "y"))
-    assert specs["a2"].available(tmp_path) and len(specs["a2"].load(tmp_path)) == 5
+    assert specs["a2"].available(ctx) and len(specs["a2"].load(ctx)) == 5
+    elsewhere = tmp_path / "other-data"
+    elsewhere.mkdir()
+    assert not specs["a2"].available(ctx.with_(data_dir=elsewhere))

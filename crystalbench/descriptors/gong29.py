@@ -48,12 +48,17 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from crystalbench.harness.hookspecs import hookimpl
 from crystalbench.harness.specs import DescriptorSpec
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+    from scipy.spatial import Voronoi
 
 __all__ = [
     "FEATURES",
@@ -120,7 +125,7 @@ def _crystal_system(number: int) -> str:
     return "cubic"
 
 
-def voronoi_faces(structure, cutoff: float = VORONOI_CUTOFF) -> list[VoronoiFaces]:
+def voronoi_faces(structure: Structure, cutoff: float = VORONOI_CUTOFF) -> list[VoronoiFaces]:
     """Voronoi faces of every site from one tessellation of the sites and their periodic images.
 
     Gives the cells of pymatgen's ``VoronoiNN(cutoff=13)`` with far fewer
@@ -166,11 +171,14 @@ def voronoi_faces(structure, cutoff: float = VORONOI_CUTOFF) -> list[VoronoiFace
         return cells
 
 
-def _faces_of_roots(vor, points: np.ndarray, n: int) -> tuple[list[VoronoiFaces], float]:
+def _faces_of_roots(vor: Voronoi, points: np.ndarray, n: int) -> tuple[list[VoronoiFaces], float]:
     """Faces of the first `n` points' cells and the largest vertex distance from its site."""
     ridge_points = vor.ridge_points
     verts = vor.vertices
-    face_site, face_other, tri_face, tri = [], [], [], []
+    face_site: list[int] = []
+    face_other: list[int] = []
+    tri_face: list[int] = []
+    tri: list[tuple[int, int, int]] = []
     reach = 0.0
     for r in np.flatnonzero((ridge_points < n).any(axis=1)):
         vind = vor.ridge_vertices[r]
@@ -190,8 +198,8 @@ def _faces_of_roots(vor, points: np.ndarray, n: int) -> tuple[list[VoronoiFaces]
     face_site_a = np.asarray(face_site, dtype=np.int64)
     face_other_a = np.asarray(face_other, dtype=np.int64)
     nf = len(face_site_a)
-    solid = np.zeros(nf)
-    volume = np.zeros(nf)
+    solid: np.ndarray = np.zeros(nf)
+    volume: np.ndarray = np.zeros(nf)
     if tri:
         tri_a = np.asarray(tri, dtype=np.int64)
         tf = np.asarray(tri_face, dtype=np.int64)
@@ -287,21 +295,26 @@ def _site_stats(cells: list[VoronoiFaces]) -> list[float]:
     ]
 
 
-def _density(structure) -> list[float]:
+def _density(structure: Structure) -> list[float]:
     """matminer DensityFeatures; packing_frac is NaN when a site is disordered or an element has no
     atomic radius (noble gases), where matminer raises for all three."""
     volume = structure.volume
     try:
         if not structure.is_ordered:
             raise ValueError("disordered structure")
-        r3 = sum(site.specie.atomic_radius**3 for site in structure)
+        r3 = 0.0
+        for site in structure:
+            radius = site.specie.atomic_radius
+            if radius is None:
+                raise ValueError(f"no atomic radius for {site.specie}")
+            r3 += float(radius) ** 3
         packing = 4 * math.pi * r3 / (3 * volume)
     except (TypeError, ValueError):
         packing = math.nan
     return [float(structure.density), volume / len(structure), packing]
 
 
-def _symmetry(structure) -> tuple[list[float], int]:
+def _symmetry(structure: Structure) -> tuple[list[float], int]:
     """StructuralComplexity (symprec 0.1) and crys_sys/space group (symprec 0.01), via pymatgen's spglib wrapper."""
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
@@ -313,29 +326,27 @@ def _symmetry(structure) -> tuple[list[float], int]:
     return [per_atom, per_atom * len(structure)], number
 
 
-def _cell(structure) -> list[float]:
+def _cell(structure: Structure) -> list[float]:
     lat = structure.lattice.get_niggli_reduced_lattice()
     return [float(len(structure)), *sorted(lat.abc, reverse=True), *sorted(lat.angles, reverse=True)]
 
 
-def describe(structure) -> dict[str, float]:
+def describe(structure: Structure) -> dict[str, float]:
     """All Table 3 descriptors of one structure (`FEATURES` + space_group_num), NaN where undefined."""
     out: dict[str, float] = dict.fromkeys(FEATURES + (SPACE_GROUP,), math.nan)
-    try:
-        cells = voronoi_faces(structure)
-    except Exception:
-        cells = None
     groups: list[tuple[tuple[str, ...], Any]] = [
-        (_HETEROGENEITY, lambda: _heterogeneity(cells)),
-        (_SITE_STATS, lambda: _site_stats(cells)),
         (_DENSITY, lambda: _density(structure)),
         (_CELL, lambda: _cell(structure)),
     ]
+    try:
+        cells = voronoi_faces(structure)
+    except Exception:  # no closed Voronoi cells: the Voronoi groups stay NaN
+        pass
+    else:
+        groups += [(_HETEROGENEITY, lambda: _heterogeneity(cells)), (_SITE_STATS, lambda: _site_stats(cells))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # spglib/pymatgen chatter; failures become NaN and are reported by id
         for names, fn in groups:
-            if cells is None and names in (_HETEROGENEITY, _SITE_STATS):
-                continue
             try:
                 out.update(zip(names, fn()))
             except Exception:

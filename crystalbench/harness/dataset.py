@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Sequence
 
 import numpy as np
 
@@ -105,11 +105,13 @@ class Dataset:
         """Compositions, derived from the structures when not given explicitly."""
         if self.compositions is not None:
             return self.compositions
+        assert self.structures is not None  # __post_init__ requires one of the two
         return tuple(s.composition for s in self.structures)
 
     @cached_property
     def structure_keys(self) -> tuple[str, ...]:
         if self.structures is None:
+            assert self.compositions is not None  # __post_init__ requires one of the two
             return tuple(hashlib.sha256(c.formula.encode()).hexdigest()[:32] for c in self.compositions)
         return tuple(structure_key(s) for s in self.structures)
 
@@ -125,7 +127,7 @@ class Dataset:
             h.update(np.ascontiguousarray(self.features).tobytes())
         return h.hexdigest()
 
-    def subset(self, idx: Sequence[int] | np.ndarray) -> "Dataset":
+    def subset(self, idx: Sequence[int] | np.ndarray) -> Dataset:
         idx = np.asarray(idx, dtype=int)
         out = replace(
             self,
@@ -139,7 +141,7 @@ class Dataset:
             out.__dict__["structure_keys"] = tuple(self.structure_keys[i] for i in idx)
         return out
 
-    def with_features(self, names: Sequence[str], values: np.ndarray) -> "Dataset":
+    def with_features(self, names: Sequence[str], values: np.ndarray) -> Dataset:
         """A copy carrying these extra feature columns (replacing any previous ones)."""
         out = replace(self, features=np.asarray(values, dtype=float), feature_names=tuple(names))
         if "structure_keys" in self.__dict__:

@@ -8,7 +8,7 @@ imputed values is reported the same way.
 
 from __future__ import annotations
 
-import sys
+import logging
 
 import numpy as np
 
@@ -28,7 +28,7 @@ class FeatureScaler:
         self.mean_: np.ndarray | None = None
         self.scale_: np.ndarray | None = None
 
-    def fit(self, x: np.ndarray, names: tuple[str, ...] = (), what: str = "training") -> "FeatureScaler":
+    def fit(self, x: np.ndarray, names: tuple[str, ...] = (), what: str = "training") -> FeatureScaler:
         x = np.asarray(x, dtype=float)
         bad = ~np.isfinite(x)
         with np.errstate(all="ignore"):
@@ -40,10 +40,9 @@ class FeatureScaler:
         self.scale_ = np.where(std > 1e-12, std, 1.0)
         if bad.any():
             cols = [names[j] if j < len(names) else str(j) for j in np.flatnonzero(bad.any(axis=0))]
-            print(
+            logging.getLogger("crystalbench").info(
                 f"note: imputed {int(bad.sum())} missing descriptor values in {int(bad.any(axis=1).sum())} "
-                f"{what} samples (columns: {', '.join(cols[:8])}{'...' if len(cols) > 8 else ''}) with training medians",
-                file=sys.stderr,
+                f"{what} samples (columns: {', '.join(cols[:8])}{'...' if len(cols) > 8 else ''}) with training medians"
             )
         return self
 

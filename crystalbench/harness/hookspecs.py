@@ -15,7 +15,14 @@ rest of the harness keeps working.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pluggy
+
+if TYPE_CHECKING:
+    from .context import RunContext
+    from .record import ResultRecord
+    from .specs import DescriptorSpec, ModelSpec, TaskSpec
 
 PROJECT = "crystalbench"
 
@@ -24,7 +31,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def bench_models():
+def bench_models() -> list[ModelSpec]:
     """Return a list of `ModelSpec` this plugin offers.
 
     Names must be unique across plugins; a clash is reported and the first
@@ -37,7 +44,7 @@ def bench_models():
 
 
 @hookspec
-def bench_descriptors():
+def bench_descriptors() -> list[DescriptorSpec]:
     """Return a list of `DescriptorSpec` this plugin offers.
 
     Descriptor sets feed feature-based models (`rf`) and hybrid models
@@ -47,22 +54,28 @@ def bench_descriptors():
 
 
 @hookspec
-def bench_tasks():
+def bench_tasks(ctx: RunContext) -> list[TaskSpec]:
     """Return a list of `TaskSpec` this plugin offers.
 
-    `TaskSpec.load` is called lazily, only when a task is run, so listing
-    tasks never parses data. Raise `DataUnavailableError` from `load` when the
-    data is missing, saying how to obtain it.
+    `ctx` is the invocation's `RunContext` (data, cache and results dirs, jobs,
+    threads, device): a plugin that registers tasks from files (e.g. TOML task
+    files under `ctx.data_dir / "tasks"`) reads them from there. An
+    implementation may omit the argument. `TaskSpec.load(ctx)` is called
+    lazily, only when a task is run, so listing tasks never parses data.
+    Raise `DataUnavailableError` from `load` when the data is missing, saying
+    how to obtain it. Names must match `crystalbench.NAME_PATTERN`.
     """
 
 
 @hookspec
-def bench_run_finished(record):
-    """Called with every finished job's result record (a JSON-ready dict).
+def bench_run_finished(record: ResultRecord, ctx: RunContext) -> None:
+    """Called with every finished job's `ResultRecord`.
 
     Observers (MLflow/W&B loggers, publishers, notifiers) implement this. The
-    record is already safely on disk when the hook runs, and an exception
-    raised here is reported and ignored, so an observer can never lose a
-    result. Keys: model, task, protocol, fold, seed, status, metrics,
-    predictions, timings, hparams, provenance, error.
+    record is already safely on disk when the hook runs; each observer gets
+    its own deep copy (mutating it changes nothing), and an exception raised
+    here, `SystemExit` included, is reported as a warning and ignored, so an
+    observer can never lose a result or stop the grid. `record.to_dict()`
+    gives the JSON form (see `crystalbench/harness/record.schema.json`).
+    An implementation may omit either argument.
     """

@@ -8,16 +8,65 @@ perfect one: the paper's (Gong et al. 2023) headline number.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["regression_metrics", "classification_metrics", "score", "aggregate", "PRIMARY"]
+__all__ = [
+    "Metric",
+    "METRICS",
+    "metrics_for",
+    "primary_metric",
+    "regression_metrics",
+    "classification_metrics",
+    "score",
+    "aggregate",
+    "PRIMARY",
+]
 
-REGRESSION_KEYS = ("mae", "rmse", "mad", "mae_over_mad", "r2", "spearman")
-CLASSIFICATION_KEYS = ("accuracy", "f1_macro")
+
+@dataclass(frozen=True)
+class Metric:
+    """One score: its key in records, how tables label it, and which direction is better.
+
+    in_units: the value is in the task's units (MAE, RMSE, MAD), so tables show the unit.
+    """
+
+    key: str
+    label: str
+    higher_is_better: bool
+    task_type: str
+    in_units: bool = False
+
+
+# The one metric registry: records, validation, the CLI and the leaderboard read it.
+METRICS: dict[str, Metric] = {
+    m.key: m
+    for m in (
+        Metric("mae", "MAE", False, "regression", in_units=True),
+        Metric("rmse", "RMSE", False, "regression", in_units=True),
+        Metric("mad", "MAD", False, "regression", in_units=True),
+        Metric("mae_over_mad", "MAE/MAD", False, "regression"),
+        Metric("r2", "R²", True, "regression"),
+        Metric("spearman", "Spearman ρ", True, "regression"),
+        Metric("accuracy", "Accuracy", True, "classification"),
+        Metric("f1_macro", "macro-F1", True, "classification"),
+    )
+}
+REGRESSION_KEYS = tuple(k for k, m in METRICS.items() if m.task_type == "regression")
+CLASSIFICATION_KEYS = tuple(k for k, m in METRICS.items() if m.task_type == "classification")
 # Metric shown first in tables, and whether higher is better.
 PRIMARY = {"regression": ("mae_over_mad", False), "classification": ("accuracy", True)}
+
+
+def metrics_for(task_type: str) -> tuple[Metric, ...]:
+    """The metrics every record of this task type carries, in display order."""
+    return tuple(m for m in METRICS.values() if m.task_type == task_type)
+
+
+def primary_metric(task_type: str) -> Metric:
+    return METRICS[PRIMARY.get(task_type, PRIMARY["regression"])[0]]
 
 
 def _clean(x: float) -> float | None:
@@ -73,9 +122,17 @@ def _spearman(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float | None]:
-    """Accuracy and macro-F1 over the classes present in y_true or y_pred."""
+    """Accuracy and macro-F1 over the classes present in y_true or y_pred.
+
+    Predictions must be finite whole numbers (class indices): NaN or 2.5 is
+    an error, never silently cast to an int.
+    """
+    p_raw = np.asarray(y_pred, dtype=float)
+    if p_raw.size and (not np.all(np.isfinite(p_raw)) or not np.all(p_raw == np.round(p_raw))):
+        bad = int((~np.isfinite(p_raw) | (p_raw != np.round(p_raw))).sum())
+        raise ValueError(f"{bad} class predictions are not class indices (NaN, infinite or fractional)")
     y = np.asarray(y_true).astype(int)
-    p = np.asarray(y_pred).astype(int)
+    p = p_raw.astype(int)
     if y.shape != p.shape or len(y) == 0:
         raise ValueError(f"need two equal-length arrays, got {y.shape} and {p.shape}")
     acc = float(np.mean(y == p))
@@ -101,7 +158,7 @@ def aggregate(metric_dicts: Iterable[Mapping[str, float | None]]) -> dict[str, d
     keys: list[str] = []
     for r in rows:
         keys.extend(k for k in r if k not in keys)
-    out = {}
+    out: dict[str, dict[str, float | int | None]] = {}
     for k in keys:
         vals = np.array([r[k] for r in rows if r.get(k) is not None], dtype=float)
         if len(vals) == 0:

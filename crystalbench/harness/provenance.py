@@ -6,7 +6,7 @@ import hashlib
 import platform
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import metadata
 from pathlib import Path
 
@@ -15,7 +15,7 @@ __all__ = ["environment", "git_commit", "file_sha256", "package_version"]
 _PACKAGES = ("numpy", "scikit-learn", "pymatgen", "matminer", "torch", "torch-geometric", "alignn", "aviary-models")
 
 
-@lru_cache(maxsize=None)
+@cache
 def package_version(dist: str) -> str | None:
     try:
         return metadata.version(dist)

@@ -11,15 +11,20 @@ import difflib
 import fnmatch
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import UnknownNameError
-from .specs import DescriptorSpec, ModelSpec, TaskSpec
+from .specs import NAME_PATTERN, DescriptorSpec, ModelSpec, TaskSpec, valid_name
+
+if TYPE_CHECKING:
+    from .context import RunContext
+    from .record import ResultRecord
 
 __all__ = ["Registry", "PluginInfo", "load_registry", "disabled_plugins"]
 
@@ -83,15 +88,22 @@ class Registry:
                 return info.version
         return None
 
-    def notify_finished(self, record: dict) -> list[str]:
-        """Call every `bench_run_finished` observer; return problems, never raise."""
-        problems = []
+    def notify_finished(self, record: ResultRecord, ctx: RunContext) -> list[str]:
+        """Call every `bench_run_finished` observer with its own copy; return problems, never raise.
+
+        `SystemExit` from an observer is caught like any exception (an observer
+        cannot end the grid); `KeyboardInterrupt` still stops the run.
+        """
+        problems: list[str] = []
         if self.pm is None:
             return problems
         for impl in self.pm.hook.bench_run_finished.get_hookimpls():
+            args = {"record": record.copy(), "ctx": ctx}
             try:
-                impl.function(record=record)
-            except Exception as exc:  # an observer must never lose a result
+                impl.function(*[args[a] for a in impl.argnames if a in args])
+            except KeyboardInterrupt:
+                raise
+            except (Exception, SystemExit) as exc:  # an observer must never lose a result
                 problems.append(f"plugin {impl.plugin_name!r}: bench_run_finished raised {_short(exc)}")
         return problems
 
@@ -131,13 +143,43 @@ def _entry_points() -> list[metadata.EntryPoint]:
     return sorted(out, key=lambda ep: (not ep.value.startswith("crystalbench."), ep.name))
 
 
-def load_registry(extra_plugins: Iterable[tuple[str, Any]] = (), disable: Iterable[str] = ()) -> Registry:
+def _spec_problem(kind: str, spec: Any) -> str | None:
+    """Why a spec cannot be registered (its name becomes a results path part, so it is checked here)."""
+    if not valid_name(spec.name):
+        return f"{kind} name {spec.name!r} is not allowed (names match {NAME_PATTERN})"
+    if isinstance(spec, TaskSpec):
+        from .splits import PROTOCOLS
+
+        if spec.protocol not in PROTOCOLS:
+            return f"task {spec.name!r}: protocol {spec.protocol!r} is not one of {', '.join(PROTOCOLS)}"
+        if spec.task_type not in ("regression", "classification"):
+            return f"task {spec.name!r}: task_type {spec.task_type!r} is not regression or classification"
+    if isinstance(spec, ModelSpec) and spec.params is not None:
+        import dataclasses
+
+        if not dataclasses.is_dataclass(spec.params):
+            return f"model {spec.name!r}: params must be a dataclass"
+    return None
+
+
+def load_registry(
+    extra_plugins: Iterable[tuple[str, Any]] = (),
+    disable: Iterable[str] = (),
+    ctx: RunContext | None = None,
+) -> Registry:
     """Discover plugins and collect their specs.
 
     extra_plugins: (name, module-or-object) pairs registered after the entry
         points (tests and embedding applications use this).
     disable: plugin names to skip, on top of CRYSTALBENCH_DISABLE_PLUGINS.
+    ctx: the RunContext handed to hooks that take one (`bench_tasks(ctx)`);
+        a default context when None.
     """
+    if ctx is None:
+        from .context import RunContext
+
+        ctx = RunContext()
+    hook_args: dict[str, Any] = {"ctx": ctx}
     reg = Registry()
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
@@ -159,7 +201,7 @@ def load_registry(extra_plugins: Iterable[tuple[str, Any]] = (), disable: Iterab
             continue
         try:
             obj = ep.load()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             info.error = f"failed to import {ep.value}: {_short(exc)}"
             reg.problems.append(f"plugin {ep.name!r} skipped: {info.error}")
             continue
@@ -185,17 +227,22 @@ def load_registry(extra_plugins: Iterable[tuple[str, Any]] = (), disable: Iterab
                 continue
             impl = next(i for i in getattr(pm.hook, hook).get_hookimpls() if i.plugin_name == info.name)
             try:
-                specs = list(impl.function() or [])
+                specs = list(impl.function(*[hook_args[a] for a in impl.argnames if a in hook_args]) or [])
                 bad = [s for s in specs if not isinstance(s, kind_cls)]
                 if bad:
                     raise TypeError(f"returned {type(bad[0]).__name__}, expected {kind_cls.__name__}")
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # a plugin cannot end the CLI from a hook
                 info.error = f"{hook} raised {_short(exc)}"
                 reg.problems.append(f"plugin {info.name!r}: {info.error}; its {hook[6:]} are skipped")
                 continue
-            pool = {"bench_models": reg.models, "bench_tasks": reg.tasks, "bench_descriptors": reg.descriptors}[hook]
+            pool: dict[str, Any] = {"bench_models": reg.models, "bench_tasks": reg.tasks,
+                                    "bench_descriptors": reg.descriptors}[hook]  # type: ignore[assignment]
             kind = hook[6:-1]
             for spec in specs:
+                bad_spec = _spec_problem(kind, spec)
+                if bad_spec:
+                    reg.problems.append(f"plugin {info.name!r}: {bad_spec}; ignored")
+                    continue
                 if spec.name in pool:
                     reg.problems.append(
                         f"plugin {info.name!r}: {kind} {spec.name!r} already provided by "

@@ -1,388 +1,343 @@
-"""Runs a grid of (model, task, fold, seed) jobs, resumably.
+"""Plans a grid of jobs and runs the pending ones, resumably, as the single writer of its records.
 
-Each finished job becomes one JSON record in the results store before the
-next job starts, so an interrupted grid loses nothing and a re-run skips what
-is done. A failing job is recorded as failed with its error and the grid
-goes on. Data is loaded once per task, descriptors once per (task, set).
+`plan_grid` turns a `GridRequest` (models x tasks x folds x seeds, plus config
+and flags) into `Job`s, rejecting silent no-ops (a fold that does not exist, a
+config key no model has, `--pooling` on a model without pooling) and jobs that
+cannot mean anything, each with one line naming the culprit. `run_grid` runs
+the jobs that have no valid record yet: each is claimed (so concurrent runs on
+one results directory share the work), run through `stages.run_job`, written
+atomically, and passed to observers. A failing job is recorded as failed and
+the grid goes on; a record that cannot be written is kept and saved elsewhere.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
-import random
-import sys
-import time
-import traceback
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
-import numpy as np
-
-from .dataset import Dataset
-from .errors import CrystalbenchError, DataUnavailableError, UnknownNameError
-from .featurize import compute_descriptors
-from .metrics import score
-from .provenance import environment, file_sha256
+from .context import RunContext
+from .errors import BadInputError, CrystalbenchError, DataUnavailableError, UnknownNameError
+from .job import Job
+from .params import params_to_dict, resolve_params
+from .record import ResultRecord
 from .registry import Registry
-from .results import SCHEMA_VERSION, JobId, ResultStore, config_hash
-from .specs import ModelContext, ModelSpec, TaskSpec
-from .splits import MATBENCH_FOLDS, PROTOCOLS, Fold, _read_split_file, make_folds
+from .results import ResultStore, describe_oserror
+from .specs import ModelSpec, TaskSpec
+from .splits import PROTOCOLS, n_folds, split_file_digest
+from .stages import IncompatibleError, Workspace, run_job, static_incompatibility
+from .store import atomic_write
 
-__all__ = ["RunOptions", "RunSummary", "run_grid", "resolve_hparams", "seed_everything"]
+__all__ = ["GridRequest", "RunSummary", "plan_grid", "run_grid", "resolve_job_params"]
+
+log = logging.getLogger("crystalbench.runner")
 
 
 @dataclass
-class RunOptions:
+class GridRequest:
+    """What the user asked for: the grid's axes plus the settings that become job parameters."""
+
     models: list[str]
     tasks: list[str]
-    results_dir: Path
-    data_dir: Path
-    cache_dir: Path | None = None
     protocol: str | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
     folds: list[int] | None = None
     epochs: int | None = None
     pooling: str | None = None
-    device: str = "cpu"
     descriptors: str | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
     split_file: Path | None = None
     rerun: bool = False
-    jobs: int = 1
-    threads: int = 1
-    progress: bool = True
+    extra_tasks: Mapping[str, TaskSpec] = field(default_factory=dict)
 
 
 @dataclass
 class RunSummary:
-    finished: list[dict] = field(default_factory=list)
+    finished: list[ResultRecord] = field(default_factory=list)
     skipped: int = 0
     failed: int = 0
-    problems: list[str] = field(default_factory=list)
+    elsewhere: int = 0
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    unsaved: list[str] = field(default_factory=list)
+    planned: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and not self.problems
+        return self.failed == 0 and not self.errors
 
 
-def seed_everything(seed: int) -> None:
-    """Seed every RNG a model might touch; torch only if something already imported it."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.manual_seed(seed)
+# ----------------------------------------------------------------------------- planning
+def _check_config(reg: Registry, config: Mapping[str, Any], models: list[ModelSpec]) -> None:
+    """Config typos are errors: a top-level key no model has, a [table] naming no model."""
+    every = {f for spec in reg.models.values() for f in _fields(spec)}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            if key not in reg.models:
+                close = difflib.get_close_matches(key, list(reg.models), n=3)
+                hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                raise BadInputError(f"config: [{key}] is not a model{hint} (see `bench list models`)")
+            continue
+        if key not in every:
+            close = difflib.get_close_matches(key, sorted(every), n=3)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise BadInputError(f"config: top-level key {key!r} is not a hyperparameter of any model{hint}")
+    for spec in models:
+        section = config.get(spec.name)
+        if isinstance(section, Mapping):
+            resolve_params(spec.name, spec.params_class, section, strict_layers=(0,))
 
 
-def resolve_hparams(spec: ModelSpec, task: TaskSpec, opts: RunOptions) -> dict:
-    """defaults < --config (top-level keys, then [model] table) < CLI flags."""
-    hp = dict(spec.defaults)
-    cfg = dict(opts.config or {})
-    for key, value in cfg.items():
-        if not isinstance(value, dict) and key in hp:
-            hp[key] = value
-    section = cfg.get(spec.name, {})
-    if not isinstance(section, dict):
-        raise CrystalbenchError(f"config: [{spec.name}] must be a table of hyperparameters")
-    unknown = [k for k in section if k not in hp and k not in ("pooling",)]
-    if unknown:
-        raise CrystalbenchError(
-            f"config [{spec.name}]: unknown hyperparameter(s) {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(hp)) or 'none'}"
-        )
-    hp.update(section)
-    if opts.epochs is not None and "epochs" in hp:
-        hp["epochs"] = int(opts.epochs)
+def _fields(spec: ModelSpec) -> set[str]:
+    import dataclasses
+
+    return {f.name for f in dataclasses.fields(spec.params_class)} | ({"pooling"} if spec.poolings else set())
+
+
+def resolve_job_params(spec: ModelSpec, task: TaskSpec, req: GridRequest) -> dict[str, Any]:
+    """defaults < config top-level keys < [model] table < CLI flags; pooling chosen here and only here."""
+    top = {k: v for k, v in req.config.items() if not isinstance(v, Mapping)}
+    section = dict(req.config.get(spec.name) or {})
+    flags: dict[str, Any] = {}
+    if req.epochs is not None and "epochs" in _fields(spec):
+        flags["epochs"] = req.epochs
     if spec.poolings:
-        pooling = (opts.pooling or section.get("pooling") or spec.default_pooling
-                   or ("sum" if task.extensive else "mean"))
+        pooling = req.pooling or section.get("pooling") or top.get("pooling") or spec.default_pooling or (
+            "sum" if task.extensive else "mean"
+        )
         if pooling not in spec.poolings:
-            raise CrystalbenchError(
-                f"model {spec.name!r} supports pooling {', '.join(spec.poolings)}, not {pooling!r}"
+            raise BadInputError(f"model {spec.name!r} supports pooling {', '.join(spec.poolings)}, not {pooling!r}")
+        flags["pooling"] = pooling
+    top.pop("pooling", None)
+    section_params = {k: v for k, v in section.items() if k != "pooling" or "pooling" in _fields(spec)}
+    params = resolve_params(spec.name, spec.params_class, top, section_params, flags, strict_layers=(1,))
+    out = params_to_dict(params)
+    if spec.poolings and "pooling" not in out:
+        out["pooling"] = flags["pooling"]
+    return out
+
+
+def plan_grid(reg: Registry, ctx: RunContext, req: GridRequest, workspace: Workspace) -> tuple[list[Job], RunSummary]:
+    """Expand the request into jobs; user errors raise, per-task problems go into the summary."""
+    summary = RunSummary()
+    if req.protocol is not None and req.protocol not in PROTOCOLS:
+        raise UnknownNameError(f"unknown protocol {req.protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    specs = list({s.name: s for s in (reg.model(m) for m in req.models)}.values())
+    task_names = [t for t in req.tasks if t not in req.extra_tasks]
+    tasks: dict[str, TaskSpec] = dict(req.extra_tasks)
+    for name in reg.match_tasks(task_names) if task_names else []:
+        tasks[name] = reg.tasks[name]
+    if not specs or not tasks:
+        raise CrystalbenchError("nothing to run: give at least one --model and one --task (or --data)")
+    _check_config(reg, req.config, specs)
+    if req.pooling:
+        no_pool = [s.name for s in specs if not s.poolings]
+        if no_pool:
+            raise BadInputError(
+                f"--pooling applies to GNN readouts; {', '.join(no_pool)} has none (run it without --pooling)"
             )
-        hp["pooling"] = pooling
-    return hp
-
-
-def _descriptor_set(spec: ModelSpec, opts: RunOptions) -> str | None:
-    if opts.descriptors:
-        if not (spec.accepts_features or spec.needs == "features"):
-            raise CrystalbenchError(
-                f"model {spec.name!r} does not accept extra features, so --descriptors cannot hybridize it"
+    if req.descriptors:
+        chosen = reg.descriptor(req.descriptors)
+        cannot = [s.name for s in specs if not (s.accepts_features or s.needs == "features")]
+        if cannot:
+            raise BadInputError(
+                f"--descriptors {chosen.name}: model {', '.join(map(repr, cannot))} does not accept extra features"
             )
-        return opts.descriptors
-    if spec.needs == "features" and not spec.descriptors:
-        raise CrystalbenchError(f"model {spec.name!r} needs a descriptor set: pass --descriptors NAME")
-    return spec.descriptors
+    for s in specs:
+        if s.needs == "features" and not (req.descriptors or s.descriptors):
+            raise BadInputError(f"model {s.name!r} needs a descriptor set: pass --descriptors NAME")
+    split_source = split_file_digest(req.split_file) if req.split_file is not None else None
+    seeds = list(dict.fromkeys(req.seeds)) or [0]
+
+    jobs: list[Job] = []
+    for task in tasks.values():
+        protocol = req.protocol or task.protocol
+        if protocol == "file" and task.split_ids is None and req.split_file is None:
+            summary.errors.append(f"task {task.name!r} has no id-list split; use --split-file or --protocol paper")
+            continue
+        count = n_folds(protocol, req.split_file)
+        if req.folds is not None:
+            missing = [f for f in req.folds if f >= count]
+            if missing:
+                raise BadInputError(
+                    f"--folds {','.join(map(str, missing))}: task {task.name!r} has folds 0-{count - 1} "
+                    f"under the {protocol} protocol"
+                )
+        folds = [f for f in range(count) if req.folds is None or f in req.folds]
+        runnable = []
+        for spec in specs:
+            dname = req.descriptors or spec.descriptors
+            dspec = reg.descriptor(dname) if dname else None
+            why = static_incompatibility(spec, task, dspec)
+            if why:
+                if task.task_type == "classification" and not spec.classification:
+                    summary.warnings.append(f"skipped: {why}")
+                else:
+                    summary.errors.append(f"incompatible: {why}")
+                continue
+            runnable.append((spec, dspec))
+        if not runnable:
+            continue
+        try:
+            data_fp = workspace.fingerprint(task.name)
+        except DataUnavailableError as exc:
+            summary.errors.append(f"task {task.name!r}: data unavailable: {exc}")
+            continue
+        except CrystalbenchError as exc:
+            summary.errors.append(f"task {task.name!r}: {exc}")
+            continue
+        except Exception as exc:  # a loader bug must not take the other tasks down
+            if ctx.debug:
+                raise
+            summary.errors.append(f"task {task.name!r}: failed to load: {type(exc).__name__}: {exc}")
+            continue
+        for spec, dspec in runnable:
+            params = resolve_job_params(spec, task, req)
+            for seed in seeds:
+                for fold in folds:
+                    jobs.append(Job(
+                        model=spec.name, task=task.name, protocol=protocol, fold=fold, seed=seed, params=params,
+                        device=ctx.device, descriptors=dspec.name if dspec else None,
+                        descriptor_version=str(dspec.version) if dspec else None, target=task.target,
+                        data=data_fp, split_source=split_source,
+                    ))
+    summary.planned = len(jobs)
+    return jobs, summary
 
 
-def _n_folds(task: TaskSpec, protocol: str, opts: RunOptions) -> int:
-    if opts.split_file is not None:
-        return len(_read_split_file(opts.split_file))
-    if protocol == "matbench":
-        return MATBENCH_FOLDS
-    return 1
-
-
-def _incompatible(spec: ModelSpec, task: TaskSpec) -> str | None:
-    if task.task_type == "classification" and not spec.classification:
-        return f"model {spec.name!r} does not support classification task {task.name!r}"
+# ----------------------------------------------------------------------------- running
+def _save_elsewhere(record: ResultRecord, ctx: RunContext) -> str | None:
+    """Last resort when the results dir rejects a record: keep it where it can be written."""
+    for folder in (ctx.cache_dir / "unsaved-results", Path(tempfile.gettempdir()) / "crystalbench-unsaved"):
+        try:
+            path = folder / f"{record.job.task}-{record.job.model}-{record.job_id}.json"
+            atomic_write(path, record.to_json())
+            return str(path)
+        except OSError:
+            continue
     return None
 
 
-class _TaskState:
-    """Per-task memo: the dataset, its file checksums, descriptors, folds."""
-
-    def __init__(self, task: TaskSpec, opts: RunOptions, reg: Registry) -> None:
-        self.task, self.opts, self.reg = task, opts, reg
-        self.timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        self.data: Dataset = task.load(opts.data_dir)
-        if len(self.data) == 0:
-            raise CrystalbenchError(f"task {task.name!r} loaded an empty dataset")
-        self.timings["load"] = time.perf_counter() - t0
-        files = task.files(opts.data_dir) if task.files else []
-        self.files = {str(Path(f).name): file_sha256(Path(f)) for f in files if Path(f).exists()}
-        self._features: dict[str, tuple[np.ndarray, tuple[str, ...], float]] = {}
-        self._folds: dict[tuple[int, bool, str], list[Fold]] = {}
-
-    def features(self, name: str) -> tuple[np.ndarray, tuple[str, ...], list[str], float]:
-        """Descriptor values minus the task's excluded columns, with the dropped names and time."""
-        if name not in self._features:
-            spec = self.reg.descriptor(name)
-            t0 = time.perf_counter()
-            values = compute_descriptors(
-                spec, self.data, cache_dir=self.opts.cache_dir, jobs=self.opts.jobs, progress=self.opts.progress
-            )
-            self._features[name] = (values, tuple(spec.feature_names), time.perf_counter() - t0)
-        values, names, secs = self._features[name]
-        keep = [j for j, n in enumerate(names) if n not in self.task.exclude_features]
-        dropped = [n for n in names if n in self.task.exclude_features]
-        return values[:, keep], tuple(names[j] for j in keep), dropped, secs
-
-    def folds(self, protocol: str, seed: int, needs_validation: bool) -> list[Fold]:
-        key = (seed, needs_validation, protocol)
-        if key not in self._folds:
-            self._folds[key] = make_folds(
-                self.task, self.data, protocol, seed=seed, needs_validation=needs_validation,
-                data_dir=self.opts.data_dir, split_file=self.opts.split_file,
-            )
-        return self._folds[key]
-
-
-def _say(msg: str, progress: bool) -> None:
-    if progress:
-        from tqdm import tqdm
-
-        tqdm.write(msg, file=sys.stderr)
-    else:
-        print(msg, file=sys.stderr)
+def _write(store: ResultStore, record: ResultRecord, ctx: RunContext, summary: RunSummary) -> bool:
+    for attempt in range(2):
+        try:
+            store.write(record)
+            return True
+        except OSError as exc:
+            why = describe_oserror(exc)
+            if attempt == 0:
+                continue
+            saved = _save_elsewhere(record, ctx)
+            where = f"; the record was saved to {saved}" if saved else "; the record could not be saved anywhere"
+            msg = f"cannot write the result of {record.job.label()} to {store.root}: {why}{where}"
+            ctx.reporter.error(msg)
+            summary.errors.append(msg)
+            if saved:
+                summary.unsaved.append(saved)
+    return False
 
 
 def run_grid(
     reg: Registry,
-    opts: RunOptions,
+    ctx: RunContext,
+    req: GridRequest,
     *,
-    on_record: Callable[[dict], None] | None = None,
-    extra_tasks: Mapping[str, TaskSpec] | None = None,
+    on_record: Callable[[ResultRecord], None] | None = None,
 ) -> RunSummary:
-    """Run every pending job of models x tasks x folds x seeds; see module docstring."""
-    from tqdm import tqdm
+    """Run every pending job of the request; see the module docstring."""
+    store = ResultStore(ctx.results_dir)
+    removed = store.prepare()  # before computing anything: a bad results dir fails now, not after an hour
+    if removed:
+        ctx.reporter.note(f"removed {removed} stale temporary file(s) left in {ctx.results_dir} by a killed run")
+    workspace = Workspace(reg, ctx, req.extra_tasks)
+    jobs, summary = plan_grid(reg, ctx, req, workspace)
+    for msg in summary.errors:
+        ctx.reporter.error(msg)
+    for msg in summary.warnings:
+        ctx.reporter.warning(msg)
 
-    summary = RunSummary()
-    store = ResultStore(opts.results_dir)
-    if opts.protocol is not None and opts.protocol not in PROTOCOLS:
-        raise UnknownNameError(f"unknown protocol {opts.protocol!r}; choose from {', '.join(PROTOCOLS)}")
-    model_specs = [reg.model(m) for m in opts.models]
-    model_specs = list({s.name: s for s in model_specs}.values())
-    tasks: dict[str, TaskSpec] = dict(extra_tasks or {})
-    patterns = [t for t in opts.tasks if t not in tasks]
-    for name in reg.match_tasks(patterns) if patterns else []:
-        tasks[name] = reg.tasks[name]
-    if not model_specs or not tasks:
-        raise CrystalbenchError("nothing to run: give at least one --model and one --task (or --data)")
-
-    # Enumerate every job up front (no data loaded) so resume can skip whole tasks.
-    plan: list[tuple[TaskSpec, ModelSpec, str, int, int, dict, str | None, JobId]] = []
-    for task in tasks.values():
-        protocol = opts.protocol or task.protocol
-        n_folds = _n_folds(task, protocol, opts)
-        for spec in model_specs:
-            why = _incompatible(spec, task)
-            if why:
-                summary.problems.append(f"skipped: {why}")
-                continue
-            hp = resolve_hparams(spec, task, opts)
-            dset = _descriptor_set(spec, opts)
-            cfg = config_hash({"hparams": hp, "descriptors": dset, "split_file": str(opts.split_file or "")})
-            folds = [f for f in range(n_folds) if opts.folds is None or f in opts.folds]
-            for seed in opts.seeds:
-                for fold in folds:
-                    job = JobId(spec.name, task.name, protocol, fold, seed, cfg)
-                    plan.append((task, spec, protocol, fold, seed, hp, dset, job))
-
-    pending = [p for p in plan if opts.rerun or not store.done(p[-1])]
-    summary.skipped = len(plan) - len(pending)
+    pending: list[Job] = []
+    explained: set[tuple[str, str]] = set()
+    for job in jobs:
+        if not req.rerun and store.done(job):
+            summary.skipped += 1
+            continue
+        pending.append(job)
+        key = (job.task, job.model)
+        if key not in explained:
+            older = store.siblings(job)
+            if older:
+                explained.add(key)
+                diff = sorted({d for rec in older for d in job.differences(rec.job)})
+                ctx.reporter.note(
+                    f"{job.model} on {job.task}: inputs changed since the recorded result(s) ({'; '.join(diff)}); "
+                    "running as new job(s), older records are kept"
+                )
     if summary.skipped:
-        _say(f"resuming: {summary.skipped} of {len(plan)} jobs already recorded in {opts.results_dir}", opts.progress)
-    env = environment()
-    states: dict[str, _TaskState | None] = {}
-    bar = tqdm(total=len(pending), desc="jobs", unit="job", disable=not opts.progress, file=sys.stderr)
+        ctx.reporter.note(f"resuming: {summary.skipped} of {len(jobs)} jobs already recorded in {ctx.results_dir}")
+
+    broken_tasks: set[str] = set()
+    progress = ctx.progress_bar(len(pending), "jobs", "job")
     try:
-        for task, spec, protocol, fold_idx, seed, hp, dset, job in pending:
-            bar.set_postfix_str(f"{spec.name} · {task.name}", refresh=True)
-            if task.name not in states:
-                try:
-                    states[task.name] = _TaskState(task, opts, reg)
-                except DataUnavailableError as exc:
-                    states[task.name] = None
-                    summary.problems.append(f"task {task.name!r}: data unavailable: {exc}")
-                    _say(f"error: task {task.name!r}: {exc}", opts.progress)
-                except Exception as exc:  # a loader bug must not take the other tasks down
-                    if os.environ.get("CRYSTALBENCH_DEBUG"):
-                        raise
-                    states[task.name] = None
-                    msg = str(exc) if isinstance(exc, CrystalbenchError) else f"failed to load: {type(exc).__name__}: {exc}"
-                    summary.problems.append(f"task {task.name!r}: {msg}")
-                    _say(f"error: task {task.name!r}: {msg}", opts.progress)
-            state = states[task.name]
-            if state is None:
-                bar.update(1)
+        for job in pending:
+            progress.update(0, postfix=f"{job.model} · {job.task}")
+            if job.task in broken_tasks:
+                progress.update(1)
                 continue
-            record = _run_job(reg, state, spec, protocol, fold_idx, seed, hp, dset, job, env, opts)
-            store.write(job, record)
-            for problem in reg.notify_finished(record):
-                _say(f"warning: {problem}", opts.progress)
-            if record["status"] != "ok":
-                summary.failed += 1
-            summary.finished.append(record)
-            if on_record:
-                on_record(record)
-            bar.update(1)
+            claim = store.claim(job)
+            if claim is None:
+                summary.elsewhere += 1
+                holder = store.holder(job) or "another process"
+                ctx.reporter.note(f"{job.label()}: being computed by {holder}; left to it")
+                progress.update(1)
+                continue
+            try:
+                if not req.rerun and store.done(job):  # finished by a concurrent run meanwhile
+                    summary.skipped += 1
+                    continue
+                try:
+                    record = run_job(job, ctx, workspace, split_file=req.split_file)
+                except IncompatibleError as exc:
+                    msg = f"{job.model} on {job.task}: {exc}"
+                    if msg not in summary.errors:
+                        summary.errors.append(msg)
+                        ctx.reporter.error(msg)
+                    continue
+                except DataUnavailableError as exc:
+                    broken_tasks.add(job.task)
+                    msg = f"task {job.task!r}: data unavailable: {exc}"
+                    summary.errors.append(msg)
+                    ctx.reporter.error(msg)
+                    continue
+                except CrystalbenchError as exc:
+                    if ctx.debug:
+                        raise
+                    broken_tasks.add(job.task)
+                    msg = f"task {job.task!r}: {exc}"
+                    summary.errors.append(msg)
+                    ctx.reporter.error(msg)
+                    continue
+                if _write(store, record, ctx, summary):
+                    for problem in reg.notify_finished(record, ctx):
+                        ctx.reporter.warning(problem)
+                if not record.ok:
+                    summary.failed += 1
+                summary.finished.append(record)
+                if on_record:
+                    on_record(record)
+            finally:
+                claim.release()
+                progress.update(1, postfix=f"{len(summary.finished)} done, {summary.failed} failed")
     finally:
-        bar.close()
+        progress.close()
     return summary
 
 
-def _run_job(
-    reg: Registry,
-    state: _TaskState,
-    spec: ModelSpec,
-    protocol: str,
-    fold_idx: int,
-    seed: int,
-    hp: dict,
-    dset: str | None,
-    job: JobId,
-    env: dict,
-    opts: RunOptions,
-) -> dict:
-    task, data = state.task, state.data
-    record: dict[str, Any] = {
-        "schema": SCHEMA_VERSION,
-        "model": spec.name,
-        "task": task.name,
-        "protocol": protocol,
-        "fold": fold_idx,
-        "seed": seed,
-        "config": job.config,
-        "status": "failed",
-        "metrics": {},
-        "hparams": hp,
-        "descriptors": dset,
-        "task_info": {
-            "target": task.target,
-            "unit": task.unit,
-            "task_type": task.task_type,
-            "extensive": task.extensive,
-            "classes": list(data.classes) if data.classes else None,
-        },
-        "timings": {"load": round(state.timings.get("load", 0.0), 4)},
-        "error": None,
-    }
-    provenance = dict(env)
-    provenance.update(
-        {
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "device": opts.device,
-            "plugins": {
-                "model": {"name": reg.owner.get(("model", spec.name)), "version": reg.plugin_version("model", spec.name)},
-                "task": {"name": reg.owner.get(("task", task.name)), "version": reg.plugin_version("task", task.name)},
-            },
-            "dataset": {
-                "name": task.name, "n": len(data), "content_hash": data.content_hash, "files": state.files,
-                # what the loader filtered or skipped, so a reader knows which entries are missing and why
-                **{k: data.meta[k] for k in ("skipped_count", "filters") if k in data.meta},
-            },
-        }
-    )
-    record["provenance"] = provenance
-    t_start = time.perf_counter()
-    try:
-        if spec.needs == "structure" and data.structures is None:
-            raise CrystalbenchError(f"model {spec.name!r} needs crystal structures; task {task.name!r} has only compositions")
-        fold = state.folds(protocol, seed, spec.needs_validation)[fold_idx]
-        provenance["split"] = fold.describe(data) | {"seed": seed}
-        work = data
-        if dset:
-            values, names, dropped, secs = state.features(dset)
-            work = data.with_features(names, values)
-            record["dropped_features"] = dropped
-            record["timings"]["featurize"] = round(secs, 4)
-            provenance["plugins"]["descriptors"] = {
-                "name": dset,
-                "plugin": reg.owner.get(("descriptor", dset)),
-                "version": reg.descriptor(dset).version,
-                "plugin_version": reg.plugin_version("descriptor", dset),
-            }
-            if dropped and fold_idx == 0 and seed == opts.seeds[0]:
-                _say(
-                    f"note: {spec.name} on {task.name}: descriptor column(s) {', '.join(dropped)} withheld "
-                    "(they are or leak the target)",
-                    opts.progress,
-                )
-        train = work.subset(fold.train)
-        val = work.subset(fold.val) if len(fold.val) else None
-        test = work.subset(fold.test)
-        seed_everything(seed)
-        ctx = ModelContext(
-            hparams=dict(hp),
-            task_type=task.task_type,
-            n_classes=len(data.classes) if data.classes else None,
-            extensive=task.extensive,
-            device=opts.device,
-            seed=seed,
-            cache_dir=opts.cache_dir,
-        )
-        model = spec.factory(ctx)
-        torch = sys.modules.get("torch")
-        if torch is not None and torch.get_num_threads() != opts.threads:
-            # Crystal graphs are small: extra intra-op threads gain little, and on a busy
-            # machine oversubscribed OpenMP threads make training 10-50x slower.
-            torch.set_num_threads(opts.threads)
-        t0 = time.perf_counter()
-        model.fit(train, val, seed=seed, progress=opts.progress)
-        record["timings"]["fit"] = round(time.perf_counter() - t0, 4)
-        info = getattr(model, "fit_info", None)  # optional: epochs run, best epoch, cache hits...
-        if isinstance(info, dict):
-            record["fit_info"] = info
-        t0 = time.perf_counter()
-        pred = np.asarray(model.predict(test)).reshape(-1)
-        record["timings"]["predict"] = round(time.perf_counter() - t0, 4)
-        if len(pred) != len(test):
-            raise CrystalbenchError(f"model {spec.name!r} returned {len(pred)} predictions for {len(test)} samples")
-        record["metrics"] = score(task.task_type, test.targets, pred)
-        record["predictions"] = {"ids": list(test.ids), "y_true": test.targets.tolist(), "y_pred": pred.tolist()}
-        record["status"] = "ok"
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        record["error"] = f"{type(exc).__name__}: {first}" if not isinstance(exc, CrystalbenchError) else first
-        record["traceback"] = traceback.format_exc(limit=20)
-        if os.environ.get("CRYSTALBENCH_DEBUG"):
-            raise
-    record["timings"]["total"] = round(time.perf_counter() - t_start, 4)
-    return record
+def default_jobs() -> int:
+    """Worker processes for featurization when --jobs is not given: all cores."""
+    return os.cpu_count() or 1

@@ -7,13 +7,17 @@ contract on one page. The `Model` protocol is duck-typed: any object with
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from .dataset import Dataset
+
+if TYPE_CHECKING:  # only for annotations: specs must not import the runtime modules
+    from .context import RunContext
 
 __all__ = [
     "Model",
@@ -22,7 +26,20 @@ __all__ = [
     "TaskSpec",
     "DescriptorSpec",
     "SplitIds",
+    "NAME_PATTERN",
+    "valid_name",
 ]
+
+# The documented character set of model, task and descriptor-set names: they become
+# folder names under --results-dir, so no separators, no leading dot, no spaces.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,79}"
+
+
+def valid_name(name: object) -> bool:
+    """True when `name` matches `NAME_PATTERN` (and so is safe as a file-system path part)."""
+    import re
+
+    return isinstance(name, str) and re.fullmatch(NAME_PATTERN, name) is not None
 
 TaskType = Literal["regression", "classification"]
 Needs = Literal["structure", "composition", "features"]
@@ -50,10 +67,14 @@ class Model(Protocol):
 class ModelContext:
     """Everything a model factory may need besides the data itself.
 
-    hparams: the spec's defaults, overridden by `--config` and CLI flags
-        (`epochs`, `pooling`, `device`); recorded verbatim in results.
+    params: the model's typed hyperparameters (an instance of `ModelSpec.params`):
+        defaults overridden by `--config` and CLI flags, validated once.
+    hparams: the same values as a plain dict (recorded verbatim in results).
     task_type / n_classes / extensive: from the task being run.
-    cache_dir: a directory the model may use for on-disk caches (graphs...).
+    device / threads: where to train; the harness has already applied `threads`
+        to torch before the factory is called.
+    cache_dir: the cache root; use `run.cache(namespace, version)` for a `Store`.
+    run: the invocation's `RunContext` (None only when a model is built by hand).
     """
 
     hparams: Mapping[str, Any]
@@ -63,15 +84,27 @@ class ModelContext:
     device: str = "cpu"
     seed: int = 0
     cache_dir: Path | None = None
+    params: Any = None
+    threads: int = 1
+    progress: bool = False
+    run: RunContext | None = None
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """A model a plugin offers.
 
-    name: what users type after `-m` (lower case, e.g. "cgcnn", "de-cgcnn").
+    name: what users type after `-m` (lower case, e.g. "cgcnn", "de-cgcnn"),
+        matching `NAME_PATTERN`.
     factory: `factory(ctx: ModelContext) -> Model`.
-    defaults: default hyperparameters (documented, overridable, recorded).
+    params: a frozen dataclass of typed hyperparameters (`crystalbench.harness.params`):
+        unknown keys in `--config` are rejected, values type-checked, `Literal`
+        choices enforced (e.g. `pooling: Literal["mean", "sum"]`).
+    defaults: for simple plugins, a dict of default hyperparameters instead of
+        `params` (a dataclass is made from it, typed by the values).
+    inputs: what the model reads besides its `needs`, as documented tags
+        (e.g. "lattice" for raw cell parameters, "volume", "natoms", "density"):
+        when a task's `leaks` names one of them, the result is flagged as leaking.
     needs: "structure" (GNNs), "composition" (ROOST) or "features" (only the
         descriptor columns, e.g. a random forest).
     accepts_features: the model consumes `Dataset.features` next to its own
@@ -95,6 +128,8 @@ class ModelSpec:
     factory: Callable[[ModelContext], Model]
     description: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    params: type | None = None
+    inputs: tuple[str, ...] = ()
     needs: Needs = "structure"
     accepts_features: bool = False
     descriptors: str | None = None
@@ -103,6 +138,27 @@ class ModelSpec:
     classification: bool = False
     needs_validation: bool = True
     reference: str = ""
+
+    @property
+    def params_class(self) -> type:
+        """`params`, or a dataclass built from `defaults` (cached per spec)."""
+        if self.params is not None:
+            return self.params
+        cached = self.__dict__.get("_params_class")
+        if cached is None:
+            from .params import params_from_defaults
+
+            cached = params_from_defaults(self.name, self.defaults)
+            object.__setattr__(self, "_params_class", cached)
+        return cached
+
+    def default_params(self) -> dict[str, Any]:
+        """Defaults of every hyperparameter, as a plain dict (listings, docs)."""
+        import dataclasses
+
+        from .params import params_to_dict
+
+        return params_to_dict(self.params_class()) if dataclasses.fields(self.params_class) else {}
 
 
 @dataclass(frozen=True)
@@ -122,38 +178,53 @@ class SplitIds:
 class TaskSpec:
     """A benchmark task a plugin offers.
 
-    name: what users type after `-t` (e.g. "phonon_cv", "desc_a", "chain1d_short").
-    load: `load(data_dir: Path) -> Dataset`. Raise `DataUnavailableError` with a
-        message saying what is missing and how to obtain it when the data is
-        not on this machine; never return an empty dataset.
+    name: what users type after `-t` (e.g. "phonon_cv", "desc_a", "chain1d_short"),
+        matching `NAME_PATTERN`.
+    load: `load(ctx: RunContext) -> Dataset`. Read raw files under `ctx.data_dir`,
+        cache under `ctx.cache(...)`, use `ctx.jobs` processes. Raise
+        `DataUnavailableError` with a message saying what is missing and how to
+        obtain it when the data is not on this machine; never return an empty
+        dataset. The harness caches the loaded dataset keyed by `files`, the
+        task's `version` and its plugin's version, so a loader runs once.
     target / unit: the predicted quantity and its unit (for tables and plots).
     task_type: "regression" or "classification".
     extensive: the target scales with cell size (sets default sum pooling).
     protocol: default split protocol ("paper", "matbench" or "file").
     fractions: train/val/test fractions of the `paper` protocol.
-    split_ids: `split_ids(data_dir) -> SplitIds` for the `file` protocol.
+    split_ids: `split_ids(ctx) -> SplitIds` for the `file` protocol.
     exclude_features: descriptor columns models must not see (the target's
         own descriptor in learnability tasks, and anything that leaks it).
+    leaks: input tags (see `ModelSpec.inputs`) that reveal the target, e.g.
+        ("lattice", "volume", "density") for chain tasks whose target is the
+        cell length: a model declaring one of them is flagged in its record and
+        on the leaderboard.
+    provides: "structure" or "composition": what the task's samples carry.
+    version: bump when the loader returns different data for the same files.
     size: number of samples when known without loading (for `bench list`).
-    available: `available(data_dir) -> bool`, cheap check for `bench list`.
-    files: `files(data_dir) -> list[Path]` of raw files, checksummed in provenance.
+    available: `available(ctx) -> bool`, cheap check for `bench list`.
+    files: `files(ctx) -> list[Path]` of raw files: checksummed into the job
+        identity (a changed file is a new job) and provenance. A task without
+        `files` is loaded to compute its content hash before resuming.
     source / license / description: shown by `bench list tasks`.
     group: family name used by suites and listings ("chains", "descriptors", ...).
     """
 
     name: str
-    load: Callable[[Path], Dataset]
+    load: Callable[[RunContext], Dataset]
     target: str
     unit: str = ""
     task_type: TaskType = "regression"
     extensive: bool = False
     protocol: str = "paper"
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    split_ids: Callable[[Path], SplitIds] | None = None
+    split_ids: Callable[[RunContext], SplitIds] | None = None
     exclude_features: tuple[str, ...] = ()
+    leaks: tuple[str, ...] = ()
+    provides: Literal["structure", "composition"] = "structure"
+    version: str = "1"
     size: int | None = None
-    available: Callable[[Path], bool] | None = None
-    files: Callable[[Path], Sequence[Path]] | None = None
+    available: Callable[[RunContext], bool] | None = None
+    files: Callable[[RunContext], Sequence[Path]] | None = None
     source: str = ""
     license: str = ""
     description: str = ""

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,7 +30,12 @@ from .dataset import Dataset
 from .errors import BadInputError, UnknownNameError
 from .specs import SplitIds, TaskSpec
 
-__all__ = ["Fold", "PROTOCOLS", "make_folds", "MATBENCH_SEED", "MATBENCH_FOLDS"]
+if TYPE_CHECKING:
+    from .context import RunContext
+
+log = logging.getLogger("crystalbench.splits")
+
+__all__ = ["Fold", "PROTOCOLS", "make_folds", "n_folds", "read_split_file", "split_file_digest", "MATBENCH_SEED", "MATBENCH_FOLDS"]
 
 PROTOCOLS = ("paper", "matbench", "file")
 MATBENCH_SEED = 18012019
@@ -97,6 +104,19 @@ def matbench_folds(n: int, seed: int, needs_validation: bool) -> list[Fold]:
     ]
 
 
+def split_file_digest(path: Path) -> str:
+    """sha256 of a split file (part of a job's identity)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:24]
+    except OSError as exc:
+        raise BadInputError(f"split file {path}: {exc.strerror or exc}") from None
+
+
+def read_split_file(path: Path) -> list[SplitIds]:
+    """The folds of a --split-file (one object, or a list of objects, of id lists)."""
+    return _read_split_file(path)
+
+
 def _read_split_file(path: Path) -> list[SplitIds]:
     try:
         raw = json.loads(Path(path).read_text())
@@ -120,12 +140,9 @@ def file_folds(data: Dataset, splits: list[SplitIds], seed: int, needs_validatio
             missing = [i for i in ids if i not in pos]
             if missing:
                 # Ids dropped by the loader (e.g. no structure) are skipped, loudly.
-                import sys
-
-                print(
-                    f"note: {origin}: {len(missing)} {part_name} ids are not in the dataset "
-                    f"(e.g. {', '.join(missing[:3])}); skipped",
-                    file=sys.stderr,
+                log.info(
+                    "note: %s: %d %s ids are not in the dataset (e.g. %s); skipped",
+                    origin, len(missing), part_name, ", ".join(missing[:3]),
                 )
             parts.append(np.array(sorted(pos[i] for i in ids if i in pos), dtype=int))
         overlap = set(parts[0]) & set(parts[2])
@@ -142,7 +159,7 @@ def make_folds(
     *,
     seed: int,
     needs_validation: bool,
-    data_dir: Path | None = None,
+    ctx: RunContext | None = None,
     split_file: Path | None = None,
 ) -> list[Fold]:
     """All folds of `protocol` (default: the task's own) for this dataset."""
@@ -156,5 +173,16 @@ def make_folds(
     if protocol == "file":
         if task.split_ids is None:
             raise BadInputError(f"task {task.name!r} has no id-list split; use --split-file or --protocol paper")
-        return file_folds(data, [task.split_ids(data_dir)], seed, needs_validation, f"task {task.name!r} split")
+        if ctx is None:
+            from .context import RunContext
+
+            ctx = RunContext()
+        return file_folds(data, [task.split_ids(ctx)], seed, needs_validation, f"task {task.name!r} split")
     raise UnknownNameError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+
+
+def n_folds(protocol: str, split_file: Path | None = None) -> int:
+    """How many folds a protocol has (known without loading data)."""
+    if split_file is not None:
+        return len(_read_split_file(split_file))
+    return MATBENCH_FOLDS if protocol == "matbench" else 1

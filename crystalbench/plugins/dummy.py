@@ -5,11 +5,18 @@ The floor every model must beat: its MAE/MAD is ~1 by construction.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from crystalbench.harness.dataset import Dataset
-from crystalbench.harness.hookspecs import hookimpl
-from crystalbench.harness.specs import ModelContext, ModelSpec
+from crystalbench import Dataset, ModelContext, ModelSpec, hookimpl
+
+__all__ = ["DummyParams", "MeanPredictor", "bench_models"]
+
+
+@dataclass(frozen=True)
+class DummyParams:
+    """`dummy` has no hyperparameters."""
 
 
 class MeanPredictor:
@@ -28,7 +35,9 @@ class MeanPredictor:
     def predict(self, data: Dataset) -> np.ndarray:
         if self.value is None:
             raise RuntimeError("predict called before fit")
-        return np.full(len(data), self.value)
+        if self.classification:
+            return np.full(len(data), int(self.value), dtype=np.int64)
+        return np.full(len(data), float(self.value), dtype=float)
 
 
 @hookimpl
@@ -38,6 +47,8 @@ def bench_models() -> list[ModelSpec]:
             name="dummy",
             factory=MeanPredictor,
             description="Training-set mean (most frequent class for classification); the floor.",
+            params=DummyParams,
+            inputs=(),
             needs="composition",
             classification=True,
             needs_validation=False,

@@ -7,40 +7,77 @@ withheld the task's own target descriptor.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
-from crystalbench.harness.dataset import Dataset
+from crystalbench import BadInputError, Dataset, ModelContext, ModelSpec, hookimpl
+from crystalbench.gnn.params import param, params_of
 from crystalbench.harness.features import FeatureScaler
-from crystalbench.harness.hookspecs import hookimpl
-from crystalbench.harness.specs import ModelContext, ModelSpec
 
-DEFAULTS = {"n_estimators": 300, "max_features": 1.0, "min_samples_leaf": 1, "n_jobs": -1}
+__all__ = ["RFParams", "RandomForest", "bench_models"]
+
+
+@dataclass(frozen=True)
+class RFParams:
+    """Hyperparameters of `rf` (scikit-learn's RandomForestRegressor/Classifier)."""
+
+    n_estimators: int = param(300, "number of trees")
+    max_features: float = param(1.0, "fraction of the descriptor columns considered at each split, in (0, 1]")
+    min_samples_leaf: int = param(1, "minimum samples in a leaf")
+    n_jobs: int = param(-1, "worker threads while fitting (-1: all cores; results do not depend on it)")
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.n_estimators < 1:
+            problems.append(f"n_estimators must be >= 1, got {self.n_estimators!r}")
+        if not 0.0 < self.max_features <= 1.0:
+            problems.append(f"max_features must be a fraction in (0, 1], got {self.max_features!r}")
+        if self.min_samples_leaf < 1:
+            problems.append(f"min_samples_leaf must be >= 1, got {self.min_samples_leaf!r}")
+        if self.n_jobs == 0:
+            problems.append("n_jobs must be a positive count or -1 (all cores), not 0")
+        if problems:
+            raise ValueError("invalid RFParams: " + "; ".join(problems))
 
 
 class RandomForest:
     def __init__(self, ctx: ModelContext) -> None:
         self.ctx = ctx
+        self.params: RFParams = params_of(ctx, "rf", RFParams)
         self.scaler = FeatureScaler(standardize=False)
-        self.model = None
+        self.model: Any = None
 
     def fit(self, train: Dataset, val: Dataset | None, *, seed: int, progress: bool) -> None:
         from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
         if train.features is None or train.features.shape[1] == 0:
-            raise ValueError("rf needs descriptor features; none were attached")
+            raise BadInputError("rf needs descriptor features; none were attached")
         x = self.scaler.fit(train.features, train.feature_names).transform(train.features)
-        hp = dict(self.ctx.hparams)
+        p = self.params
         cls = RandomForestClassifier if self.ctx.task_type == "classification" else RandomForestRegressor
-        self.model = cls(random_state=seed, **hp)
+        self.model = cls(
+            random_state=seed,
+            n_estimators=p.n_estimators,
+            max_features=p.max_features,
+            min_samples_leaf=p.min_samples_leaf,
+            n_jobs=p.n_jobs,
+        )
         self.model.fit(x, train.targets)
 
     def predict(self, data: Dataset) -> np.ndarray:
         if self.model is None:
             raise RuntimeError("predict called before fit")
+        if data.features is None:
+            raise BadInputError(f"rf: dataset {data.name!r} has no descriptor features")
         # Parallel prediction sums trees in completion order, which changes the last bits
         # of the mean; one thread keeps metrics bit-identical across runs.
         self.model.set_params(n_jobs=1)
-        return self.model.predict(self.scaler.transform(data.features))
+        pred = np.asarray(self.model.predict(self.scaler.transform(data.features)))
+        if self.ctx.task_type == "classification":
+            return pred.astype(np.int64)
+        return pred.astype(float)
 
 
 @hookimpl
@@ -50,7 +87,8 @@ def bench_models() -> list[ModelSpec]:
             name="rf",
             factory=RandomForest,
             description="Random forest on descriptors (default gong29): the paper's descriptors-only baseline.",
-            defaults=DEFAULTS,
+            params=RFParams,
+            inputs=(),  # reads only the attached descriptor columns (the harness withholds leaking ones)
             needs="features",
             accepts_features=True,
             descriptors="gong29",

@@ -8,6 +8,10 @@ seed (no data directory needed) and cached on disk as NPZ:
 - ``chain1d_short_double`` / ``chain1d_long_double`` : two parallel chains of
   n atoms each in one cell, sharing the period a
 
+The generated coordinates are cached as NPZ in the ``chains`` `Store` of the
+run's cache directory (a corrupt entry is discarded and regenerated) and the
+built Datasets are kept in memory for the rest of the process.
+
 Generator (the paper's, plus physical sanity checks)
 ----------------------------------------------------
 Atom 0 sits at 3*U per axis (U ~ uniform[0, 1)). Atom i >= 1 steps +3*U in x
@@ -39,21 +43,29 @@ functions of a and natoms alone. Those columns (a, b, c, density, vpa,
 packing_frac of `gong29`) are in `exclude_features`, so a descriptor model such
 as `rf` must infer a from the local geometry (bond lengths, angles,
 coordination), like a GNN does.
+
+Leakage through model inputs: the target a *is* a cell length, so the tasks
+declare ``leaks=("lattice", "volume", "density")`` (volume = 100 * 100 * a, and
+the density follows from it and the atom count): a model reading raw cell
+parameters, the volume or the density is flagged.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from crystalbench.harness.context import RunContext
 from crystalbench.harness.dataset import Dataset
 from crystalbench.harness.hookspecs import hookimpl
-from crystalbench.harness.paths import cache_dir
 from crystalbench.harness.specs import TaskSpec
+
+from .readers import cache_write, process_memo
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
 
 __all__ = ["CHAIN_TASKS", "generate_chains", "chain_structure", "load_chains", "bench_tasks"]
 
@@ -64,6 +76,8 @@ MIN_DIST = 1.2  # A, shortest C-C bond
 INTERCHAIN_GAP = 3.4  # A between the y-ranges of the two chains of a double chain
 VACUUM = 100.0  # A, lattice b and c
 LEAKY_COLUMNS = ("a", "b", "c", "density", "vpa", "packing_frac")
+LEAKS = ("lattice", "volume", "density")
+_ARRAYS = ("coords", "natoms", "a")
 
 # name -> (n_min, n_max exclusive, double, seed)
 CHAIN_TASKS: dict[str, tuple[int, int, bool, int]] = {
@@ -72,6 +86,7 @@ CHAIN_TASKS: dict[str, tuple[int, int, bool, int]] = {
     "chain1d_short_double": (2, 9, True, 1003),
     "chain1d_long_double": (37, 51, True, 1004),
 }
+_DATASETS = process_memo(len(CHAIN_TASKS))
 
 
 def _candidates(rng: np.random.Generator, n: int, batch: int) -> np.ndarray:
@@ -155,28 +170,31 @@ def generate_chains(
     return coords, periods
 
 
-def _cache_file(name: str) -> Path:
-    return cache_dir() / "chains" / f"{name}-v{GENERATOR_VERSION}.npz"
+def _unpack(z: dict[str, np.ndarray]) -> tuple[list[np.ndarray], np.ndarray] | None:
+    """Coordinates and periods from the cached arrays, or None when they do not fit together."""
+    flat, counts, periods = z["coords"], z["natoms"], z["a"]
+    if flat.ndim != 2 or flat.shape[1] != 3 or int(counts.sum()) != len(flat):
+        return None
+    if not len(counts) == len(periods) == N_STRUCTURES:
+        return None
+    return list(np.split(flat, np.cumsum(counts)[:-1])), periods
 
 
-def _generated(name: str) -> tuple[list[np.ndarray], np.ndarray]:
-    """Coordinates and periods for a chain task, from the NPZ cache or generated and cached."""
-    path = _cache_file(name)
-    if path.exists():
-        with np.load(path) as z:
-            flat, counts, periods = z["coords"], z["natoms"], z["a"]
-        return list(np.split(flat, np.cumsum(counts)[:-1])), periods
+def _generated(name: str, ctx: RunContext) -> tuple[list[np.ndarray], np.ndarray]:
+    """Coordinates and periods for a chain task, from the cache Store or generated and cached."""
+    store = ctx.cache("chains", GENERATOR_VERSION)
+    cached = store.get_npz(name, required=_ARRAYS)
+    unpacked = None if cached is None else _unpack(cached)
+    if unpacked is not None:
+        return unpacked
     n_min, n_max, double, seed = CHAIN_TASKS[name]
     coords, periods = generate_chains(n_min, n_max, double, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
-    np.savez(tmp, coords=np.concatenate(coords), natoms=np.array([len(c) for c in coords]), a=periods)
-    os.replace(tmp, path)
+    arrays = {"coords": np.concatenate(coords), "natoms": np.array([len(c) for c in coords]), "a": periods}
+    cache_write(lambda: store.put_npz(name, arrays), store.dir, ctx.reporter)
     return coords, periods
 
 
-def chain_structure(xyz: np.ndarray, a: float):
+def chain_structure(xyz: np.ndarray, a: float) -> Structure:
     """A pymatgen Structure of carbon atoms in an orthorhombic a x 100 x 100 A cell."""
     from pymatgen.core import Lattice, Structure
 
@@ -186,10 +204,8 @@ def chain_structure(xyz: np.ndarray, a: float):
     return Structure(Lattice.orthorhombic(a, VACUUM, VACUUM), ["C"] * len(frac), frac)
 
 
-@lru_cache(maxsize=None)
-def load_chains(name: str) -> Dataset:
-    """The Dataset of one chain task (ids `<name>-0000`...; target a in A)."""
-    coords, periods = _generated(name)
+def _build(name: str, ctx: RunContext) -> Dataset:
+    coords, periods = _generated(name, ctx)
     structures = tuple(chain_structure(xyz, a) for xyz, a in zip(coords, periods))
     return Dataset(
         ids=tuple(f"{name}-{i:04d}" for i in range(len(coords))),
@@ -200,12 +216,27 @@ def load_chains(name: str) -> Dataset:
     )
 
 
+def load_chains(name: str, ctx: RunContext) -> Dataset:
+    """The Dataset of one chain task (ids `<name>-0000`...; target a in A), built once per process."""
+    return _DATASETS.get(name, lambda: _build(name, ctx))
+
+
+def _always(ctx: RunContext) -> bool:
+    """Generated data: available everywhere."""
+    return True
+
+
+def _no_files(ctx: RunContext) -> list[Path]:
+    """Generated data: no raw files (the generator version and seed identify it)."""
+    return []
+
+
 def _spec(name: str) -> TaskSpec:
     n_min, n_max, double, seed = CHAIN_TASKS[name]
     what = "two parallel chains" if double else "one chain"
     return TaskSpec(
         name=name,
-        load=lambda _data_dir, _name=name: load_chains(_name),
+        load=lambda ctx: load_chains(name, ctx),
         target="a",
         unit="A",
         task_type="regression",
@@ -213,9 +244,11 @@ def _spec(name: str) -> TaskSpec:
         protocol="paper",
         fractions=(0.8, 0.1, 0.1),
         exclude_features=LEAKY_COLUMNS,
+        leaks=LEAKS,
+        version=GENERATOR_VERSION,
         size=N_STRUCTURES,
-        available=lambda _data_dir: True,
-        files=lambda _data_dir: [],
+        available=_always,
+        files=_no_files,
         source=f"generated (Gong et al. 2023 Suppl. 9; generator v{GENERATOR_VERSION}, seed {seed})",
         license="MIT (generated)",
         description=(
@@ -228,4 +261,5 @@ def _spec(name: str) -> TaskSpec:
 
 @hookimpl
 def bench_tasks() -> list[TaskSpec]:
+    """The four chain tasks (no data directory needed)."""
     return [_spec(name) for name in CHAIN_TASKS]

@@ -3,13 +3,15 @@
 One task per Table 3 descriptor, named ``desc_`` + its abbreviation in lower
 case (``desc_a``, ``desc_vpa``, ``desc_mean_cn_voronoi``, ``desc_crys_sys``,
 ``desc_space_group_num``...). The structures are every unique mp-id structure
-in the data directory (`crystalbench.tasks.collection`; 10,673 with the shared
-data), or any collection named by ``CRYSTALBENCH_LEARNABILITY_STRUCTURES``.
+in the data directory (`crystalbench.tasks.collection`, selected from the same
+parsed tables as the property tasks; 10,673 with the shared data), or any
+collection named by ``CRYSTALBENCH_LEARNABILITY_STRUCTURES`` (`settings`).
 Targets are computed with the cached `gong29` / `spacegroup` engine, so the
 first load of any desc_* task featurizes the whole collection once (about
-3 min on a busy 2-core machine, in ``CRYSTALBENCH_JOBS`` processes, default all
-cores, with a progress bar; resumable) and every later load of any desc_* task
-reads the cache (2 s in a fresh process). Structures whose target is undefined (NaN) are dropped and reported.
+3 min on a busy 2-core machine, in ``ctx.jobs`` processes (``--jobs``), with
+progress shown when the run asks for it; resumable) and every later load of
+any desc_* task reads the cache (2 s in a fresh process). Structures whose
+target is undefined (NaN) are dropped and counted in ``meta``.
 
 ``desc_crys_sys`` (7 classes, `CRYS_SYS_LABELS`) and ``desc_space_group_num``
 (230 classes "1".."230"; targets = number - 1) are classification; the rest
@@ -27,28 +29,44 @@ from which the target follows by an exact identity. `EXCLUDE` lists them:
   other five);
 - range_neighb_dist_var = max - min, so max and min drop range, range drops both;
 - crys_sys is a function of space_group_num, so desc_space_group_num drops it.
+
+Leakage through model inputs (`TaskSpec.leaks`, the tags of `ModelSpec.inputs`):
+a model that reads one of these besides the structure is handed the target or
+a one-step function of it, and its result is flagged:
+
+- a, b, c, alpha, beta, gamma: "lattice" (the raw cell parameters give the
+  Niggli-reduced ones);
+- vpa, density, packing_frac: "lattice", "volume", "density" (the volume
+  follows from the cell; with the composition every structure carries, volume
+  and density give one another, and vpa and packing_frac are the volume over
+  the atom count or the atoms' own volume);
+- natoms: "natoms";
+- crys_sys: "lattice" (the cell's metric symmetry is the lattice system, which
+  fixes the crystal system but for trigonal/hexagonal);
+- the rest (local geometry, complexity, space group) follow from no tag alone.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
 from crystalbench.descriptors.gong29 import CRYS_SYS_LABELS, FEATURES, GONG29, SPACE_GROUP, SPACEGROUP
+from crystalbench.harness.context import RunContext
 from crystalbench.harness.dataset import Dataset
 from crystalbench.harness.errors import DataUnavailableError
 from crystalbench.harness.featurize import compute_descriptors
 from crystalbench.harness.hookspecs import hookimpl
 from crystalbench.harness.specs import TaskSpec
-from crystalbench.tasks.collection import COLLECTION_ENV, collection_available, collection_files, load_collection
 
-__all__ = ["TARGETS", "EXCLUDE", "UNITS", "COLLECTION_SIZE", "task_name", "load_learnability", "bench_tasks"]
+from . import settings
+from .collection import collection_available, collection_files, load_collection
+from .readers import files_digest, process_memo
 
-JOBS_ENV = "CRYSTALBENCH_JOBS"
+__all__ = ["TARGETS", "EXCLUDE", "LEAKS", "UNITS", "COLLECTION_SIZE", "task_name", "load_learnability", "bench_tasks"]
+
+TASK_VERSION = "2"  # 2: the collection comes from the shared source tables (CIF where it was POSCAR)
 TARGETS: tuple[str, ...] = FEATURES + (SPACE_GROUP,)
 COLLECTION_SIZE = 10673  # unique mp-ids in the shared data (measured; see collection.SOURCES)
 UNDEFINED = {"packing_frac": 11}  # structures without that target in the shared data (Ne, Ar, Kr, Xe: no atomic radius)
@@ -67,6 +85,15 @@ EXCLUDE: dict[str, tuple[str, ...]] = {
     "min_neighb_dist_var": ("range_neighb_dist_var",),
     "range_neighb_dist_var": ("max_neighb_dist_var", "min_neighb_dist_var"),
     SPACE_GROUP: ("crys_sys",),
+}
+_VOLUMETRIC = ("lattice", "volume", "density")
+LEAKS: dict[str, tuple[str, ...]] = {
+    **{p: ("lattice",) for p in _LATTICE},
+    "vpa": _VOLUMETRIC,
+    "density": _VOLUMETRIC,
+    "packing_frac": _VOLUMETRIC,
+    "natoms": ("natoms",),
+    "crys_sys": ("lattice",),
 }
 
 UNITS: dict[str, str] = {
@@ -121,33 +148,29 @@ def task_name(descriptor: str) -> str:
     return "desc_" + descriptor.lower()
 
 
-def _jobs() -> int:
-    value = os.environ.get(JOBS_ENV, "").strip()
-    return int(value) if value else 0  # 0: all cores
+_TARGET_TABLES = process_memo(2)
 
 
-@lru_cache(maxsize=2)
-def _targets(data_dir: str, override: str | None, limit: int | None) -> tuple[Dataset, np.ndarray]:
-    """The structure collection and its (n, 29) target table, computed once per process."""
-    coll = load_collection(Path(data_dir), limit=limit, progress=True)
+def _compute_targets(ctx: RunContext, limit: int | None) -> tuple[Dataset, np.ndarray]:
+    coll = load_collection(ctx, limit=limit)
     base = Dataset(ids=coll.ids, targets=np.zeros(len(coll.ids)), structures=coll.structures, name="learnability")
-    jobs = _jobs()
-    table = np.hstack(
-        [
-            compute_descriptors(GONG29, base, jobs=jobs, progress=True),
-            compute_descriptors(SPACEGROUP, base, jobs=jobs, progress=True),
-        ]
-    )
+    table = np.hstack([compute_descriptors(GONG29, base, ctx), compute_descriptors(SPACEGROUP, base, ctx)])
     return base, table
 
 
-def load_learnability(name: str, data_dir: Path, *, limit: int | None = None) -> Dataset:
+def _targets(ctx: RunContext, limit: int | None) -> tuple[Dataset, np.ndarray]:
+    """The structure collection and its (n, 29) target table, computed once per process."""
+    key = files_digest(collection_files(ctx), "targets", limit, settings.learnability_structures(ctx))
+    return _TARGET_TABLES.get(key, lambda: _compute_targets(ctx, limit))
+
+
+def load_learnability(name: str, ctx: RunContext, *, limit: int | None = None) -> Dataset:
     """The Dataset of one desc_* task; `limit` keeps only the first structures of the collection (quick checks)."""
     by_name = {task_name(t): t for t in TARGETS}
     if name not in by_name:
         raise KeyError(f"unknown learnability task {name!r}")
     target = by_name[name]
-    base, table = _targets(str(data_dir), os.environ.get(COLLECTION_ENV), limit)
+    base, table = _targets(ctx, limit)
     y = table[:, TARGETS.index(target)]
     keep = np.flatnonzero(np.isfinite(y))
     if len(keep) == 0:
@@ -170,9 +193,13 @@ def _spec(target: str) -> TaskSpec:
     name = task_name(target)
     excluded = (target, *EXCLUDE.get(target, ()))
     classes = CLASSES.get(target)
+
+    def load(ctx: RunContext) -> Dataset:
+        return load_learnability(name, ctx)
+
     return TaskSpec(
         name=name,
-        load=lambda data_dir, _name=name: load_learnability(_name, data_dir),
+        load=load,
         target=target,
         unit=UNITS.get(target, ""),
         task_type="classification" if classes else "regression",
@@ -180,20 +207,20 @@ def _spec(target: str) -> TaskSpec:
         protocol="paper",
         fractions=(0.8, 0.1, 0.1),
         exclude_features=tuple(excluded),
+        leaks=LEAKS.get(target, ()),
+        version=TASK_VERSION,
         size=COLLECTION_SIZE - UNDEFINED.get(target, 0),
         available=collection_available,
         files=collection_files,
         source="Materials Project structures in the shared data (matminer, matcalc, trachote datasets); "
         "target = gong29/spacegroup descriptor",
         license="CC BY 4.0 (Materials Project data)",
-        description=(
-            f"Learn {target}: {_MEANING[target]}"
-            + f"; descriptor models do not see {', '.join(excluded)}"
-        ),
+        description=f"Learn {target}: {_MEANING[target]}; descriptor models do not see {', '.join(excluded)}",
         group="descriptors",
     )
 
 
 @hookimpl
 def bench_tasks() -> list[TaskSpec]:
+    """Listing needs no data: the collection is read when a desc_* task is loaded."""
     return [_spec(t) for t in TARGETS]

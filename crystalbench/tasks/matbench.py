@@ -9,37 +9,38 @@ depends on it, and no row is ever dropped.
 Where the data comes from, first match wins:
 1. `<data_dir>/matbench/<name>.json.gz` (or `.json`): the matminer/Matbench file,
    pandas "split" orientation. The shipped data folder has matbench_phonons.
-2. `$MATMINER_DATA/<name>.json.gz`, then `cache_dir()/matbench/<name>.json.gz`
-   (earlier downloads).
+2. `$MATMINER_DATA/<name>.json.gz`, then the ``matbench`` `Store` folder of
+   the run's cache directory (earlier downloads).
 3. Online: `matminer.datasets.load_dataset(name, data_home=...)` downloads the
-   official file (hash-checked by matminer) into `$MATMINER_DATA` or
-   `cache_dir()/matbench`. Set CRYSTALBENCH_OFFLINE=1 to never try.
+   official file (hash-checked by matminer) into `$MATMINER_DATA` or that
+   cache folder. Set CRYSTALBENCH_OFFLINE=1 to never try (see `settings`).
 Offline without a file, loading raises DataUnavailableError saying where to put it.
+
+The file is read with the shared JSON table reader and parsers (`readers`);
+a parsed dataset is kept in memory for the rest of the process. The
+composition-only tasks declare ``provides="composition"``.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
-import os
-import sys
 import warnings
-from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
+from ..harness.context import RunContext
 from ..harness.dataset import Dataset
 from ..harness.errors import BadInputError, DataUnavailableError
 from ..harness.hookspecs import hookimpl
-from ..harness.paths import cache_dir
 from ..harness.specs import TaskSpec
-from .readers import RowError, file_digest, no_gc, parse_composition, parse_structure
+from . import settings
+from .readers import RowError, file_digest, no_gc, parse_composition, parse_structure, process_memo, read_json_table
 
-__all__ = ["MATBENCH", "matbench_ids", "matbench_tasks", "local_file", "bench_tasks", "OFFLINE_ENV"]
+__all__ = ["MATBENCH", "matbench_ids", "matbench_tasks", "local_file", "load_matbench", "bench_tasks", "OFFLINE_ENV"]
 
-OFFLINE_ENV = "CRYSTALBENCH_OFFLINE"
+OFFLINE_ENV = settings.OFFLINE_ENV
 _MB_LICENSE = "Matbench: BSD-style (LBNL); "
 
 # name: (target column, unit, task type, samples, input, extensive, source, data licence)
@@ -73,8 +74,7 @@ MATBENCH: dict[str, tuple[str, str, str, int, str, bool, str, str]] = {
                         "Citrine Informatics steel data via Materials Data Facility", "see source"),
 }
 
-_MEMO: "OrderedDict[tuple[str, str], Dataset]" = OrderedDict()
-_MEMO_SIZE = 2
+_DATASETS = process_memo(2)
 
 
 def matbench_ids(name: str, n: int) -> list[str]:
@@ -84,29 +84,26 @@ def matbench_ids(name: str, n: int) -> list[str]:
     return [f"mb-{short}-{i + 1:0{width}d}" for i in range(n)]
 
 
-def _offline() -> bool:
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+def _download_dir(ctx: RunContext) -> Path:
+    """Where matminer downloads to: $MATMINER_DATA, else the cache's matbench folder."""
+    return settings.matminer_data(ctx) or ctx.cache("matbench", "0.1").dir
 
 
-def _download_dir() -> Path:
-    env = os.environ.get("MATMINER_DATA")
-    return Path(env).expanduser() if env else cache_dir() / "matbench"
-
-
-def _candidates(name: str, data_dir: Path) -> list[Path]:
-    dirs = [Path(data_dir) / "matbench"]
-    if os.environ.get("MATMINER_DATA"):
-        dirs.append(Path(os.environ["MATMINER_DATA"]).expanduser())
-    dirs.append(cache_dir() / "matbench")
+def _candidates(name: str, ctx: RunContext) -> list[Path]:
+    dirs = [ctx.data_dir / "matbench"]
+    mm = settings.matminer_data(ctx)
+    if mm is not None:
+        dirs.append(mm)
+    dirs.append(ctx.cache("matbench", "0.1").dir)
     return [d / f"{name}{ext}" for d in dirs for ext in (".json.gz", ".json")]
 
 
-def local_file(name: str, data_dir: Path) -> Path | None:
+def local_file(name: str, ctx: RunContext) -> Path | None:
     """The first local copy of a Matbench dataset file, or None."""
-    return next((p for p in _candidates(name, data_dir) if p.is_file()), None)
+    return next((p for p in _candidates(name, ctx) if p.is_file()), None)
 
 
-def _download(name: str, folder: Path):
+def _download(name: str, folder: Path) -> Any:
     """Fetch a dataset with matminer's own loader (download + sha256 check); returns a DataFrame."""
     from matminer.datasets import load_dataset
 
@@ -125,18 +122,22 @@ def _unavailable(name: str, data_dir: Path, why: str) -> DataUnavailableError:
 
 
 def _read_split_json(path: Path) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows of a Matbench file (pandas "split" JSON); a malformed row means a corrupt file."""
     try:
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-            obj = json.load(fh)
-    except (OSError, EOFError, ValueError) as exc:
-        raise BadInputError(f"{path}: not a readable Matbench JSON file ({exc})") from None
-    if not (isinstance(obj, dict) and "columns" in obj and "data" in obj):
+        layout, rows = read_json_table(path)
+    except BadInputError as exc:
+        raise BadInputError(f"not a readable Matbench JSON file: {exc}") from None
+    if layout != "split":
         raise BadInputError(f"{path}: expected pandas 'split' orientation (index, columns, data)")
-    return [str(c) for c in obj["columns"]], obj["data"]
+    bad = next((where for where, _, rec in rows if "__bad__" in rec), None)
+    if bad is not None:
+        raise BadInputError(f"{path}: {bad} is malformed (not one value per column)")
+    columns = list(rows[0][2]) if rows else []
+    return columns, [list(rec.values()) for _, _, rec in rows]
 
 
 def _to_dataset(name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], origin: str) -> Dataset:
+    """Every row, in file order (the KFold split depends on it); any unusable row is a BadInputError."""
     target, unit, ttype, n, kind, _ext, source, _lic = MATBENCH[name]
     if len(rows) != n:
         raise BadInputError(f"{origin}: {len(rows)} rows, but Matbench {name} has {n}; is this the official v0.1 file?")
@@ -163,7 +164,7 @@ def _to_dataset(name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
         if not np.all(np.isfinite(y)):
             raise BadInputError(f"{origin}: {int((~np.isfinite(y)).sum())} non-finite targets")
     return Dataset(
-        ids=ids,
+        ids=tuple(ids),
         targets=y,
         structures=tuple(xs) if kind == "structure" else None,
         compositions=tuple(xs) if kind == "composition" else None,
@@ -173,28 +174,29 @@ def _to_dataset(name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     )
 
 
-def load_matbench(name: str, data_dir: Path) -> Dataset:
+def load_matbench(name: str, ctx: RunContext) -> Dataset:
     """A Matbench v0.1 dataset from a local file, or downloaded through matminer when allowed."""
     if name not in MATBENCH:
         raise BadInputError(f"{name!r} is not a Matbench v0.1 task")
-    path = local_file(name, Path(data_dir))
+    path = local_file(name, ctx)
     if path is not None:
-        key = (name, f"{path}:{file_digest(path)}")
-        if key in _MEMO:
-            _MEMO.move_to_end(key)
-            return _MEMO[key]
-        columns, rows = _read_split_json(path)
-        data = _to_dataset(name, columns, rows, str(path))
-        _MEMO[key] = data
-        while len(_MEMO) > _MEMO_SIZE:
-            _MEMO.popitem(last=False)
-        return data
-    if _offline():
-        raise _unavailable(name, Path(data_dir), f"no local copy and downloads are off ({OFFLINE_ENV}=1)")
-    folder = _download_dir()
+        found = path
+
+        def read() -> Dataset:
+            columns, rows = _read_split_json(found)
+            return _to_dataset(name, columns, rows, str(found))
+
+        return _DATASETS.get((name, str(path), file_digest(path)), read)
+    if settings.offline(ctx):
+        raise _unavailable(name, ctx.data_dir, f"no local copy and downloads are off ({OFFLINE_ENV}=1)")
+    return _download_dataset(name, ctx)
+
+
+def _download_dataset(name: str, ctx: RunContext) -> Dataset:
+    folder = _download_dir(ctx)
     target = folder / f"{name}.json.gz"
     existed = target.exists()
-    print(f"note: downloading {name} with matminer into {folder} ...", file=sys.stderr)
+    ctx.reporter.note(f"downloading {name} with matminer into {folder} ...")
     try:
         df = _download(name, folder)
     except Exception as exc:  # no network, DNS, HTTP or hash errors: all mean "not available here"
@@ -202,23 +204,30 @@ def load_matbench(name: str, data_dir: Path) -> Dataset:
             target.unlink(missing_ok=True)  # never leave a partial download behind
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         why = f"no local copy and the download failed ({type(exc).__name__}: {msg[:150]})"
-        raise _unavailable(name, Path(data_dir), why) from None
+        raise _unavailable(name, ctx.data_dir, why) from None
     return _to_dataset(name, [str(c) for c in df.columns], df.values.tolist(), f"matminer load_dataset({name!r})")
 
 
 def _spec(name: str) -> TaskSpec:
     target, unit, ttype, n, kind, extensive, source, lic = MATBENCH[name]
+    task_type: Literal["regression", "classification"] = "classification" if ttype == "classification" else "regression"
+    provides: Literal["structure", "composition"] = "composition" if kind == "composition" else "structure"
+
+    def files(ctx: RunContext) -> list[Path]:
+        return [local_file(name, ctx) or ctx.data_dir / "matbench" / f"{name}.json.gz"]
+
     return TaskSpec(
         name=name,
-        load=lambda data_dir: load_matbench(name, Path(data_dir)),
+        load=lambda ctx: load_matbench(name, ctx),
         target=target,
         unit=unit,
-        task_type=ttype,  # type: ignore[arg-type]
+        task_type=task_type,
         extensive=extensive,
         protocol="matbench",
+        provides=provides,
         size=n,
-        available=lambda data_dir: local_file(name, Path(data_dir)) is not None,
-        files=lambda data_dir: [local_file(name, Path(data_dir)) or Path(data_dir) / "matbench" / f"{name}.json.gz"],
+        available=lambda ctx: local_file(name, ctx) is not None,
+        files=files,
         source=f"{source}; Matbench v0.1 (Dunn et al., npj Comput. Mater. 6, 138 (2020))",
         license=_MB_LICENSE + "data: " + lic,
         description=f"Matbench v0.1 {name} ({'composition only' if kind == 'composition' else 'structures'}, {ttype}).",
@@ -232,4 +241,5 @@ def matbench_tasks() -> list[TaskSpec]:
 
 @hookimpl
 def bench_tasks() -> list[TaskSpec]:
+    """The 13 Matbench tasks; files are looked up only when a task is listed as available or loaded."""
     return matbench_tasks()

@@ -5,6 +5,11 @@ lists source, units, licence and filters with counts). Where a property has
 two sources the one closest to the paper keeps the plain name and the other
 gets a suffix (`bulk_modulus_mp2025`, `phonon_cv_alexandria`, `e_form_flla`...).
 
+A task is a selection from the parsed source tables of `sources` (parsed once,
+cached in the run's cache directory): which rows, which label column, which
+physical filters. The selection is cheap and memoised per process, so
+`split_ids` never re-reads anything the load already read.
+
 * `phonon_u` / `phonon_cv` use the paper authors' own labels joined by mp-id
   with the Petretto et al. structures, and carry the authors' train/test split
   (`split_ids`, protocol "file") besides the default random 60/20/20 split.
@@ -13,23 +18,25 @@ gets a suffix (`bulk_modulus_mp2025`, `phonon_cv_alexandria`, `e_form_flla`...).
   `available()` is False, and loading raises DataUnavailableError saying which
   files to put where.
 
+No property target is a function of the raw cell alone, so these tasks declare
+no `leaks`.
+
 Sizes below are what the shipped files give after the documented filters; a
 test re-derives them from the data.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import sys
 import warnings
-from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from ..harness.context import RunContext
 from ..harness.dataset import Dataset
 from ..harness.errors import DataUnavailableError
 from ..harness.hookspecs import hookimpl
@@ -37,14 +44,14 @@ from ..harness.specs import SplitIds, TaskSpec
 from . import sources as S
 from .readers import (
     RowError,
+    cache_write,
     files_digest,
     no_gc,
     parse_structure_file,
-    read_cache,
+    process_memo,
     structure_from_record,
     structure_problem,
     structure_to_record,
-    write_cache,
 )
 
 __all__ = ["bench_tasks", "PROPERTY_TASKS", "KAPPA_DIR", "property_tasks"]
@@ -80,10 +87,13 @@ class _Rows:
 
     ids: list[str]
     values: list[float]
-    structures: list[dict]
+    structures: list[dict[str, Any]]
     filters: dict[str, int]
     total: int
     split: dict[str, str] | None = None  # id -> "train"/"test" (authors' split)
+
+
+Builder = Callable[[RunContext], _Rows]
 
 
 def _select(
@@ -117,16 +127,17 @@ def _nsites(table: S.Table) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# builders: (data_dir, task name) -> _Rows
+# builders: RunContext -> _Rows
 # --------------------------------------------------------------------------------------------
 
 
-def _gong_phonon(which: str, per_atom: bool) -> Callable[[Path, str], _Rows]:
-    def build(dd: Path, task: str) -> _Rows:
-        labels, split = S.gong_labels(dd, which, task)
-        table = S.petretto_phonons(dd, task)
+def _gong_phonon(which: str, per_atom: bool) -> Builder:
+    def build(ctx: RunContext) -> _Rows:
+        labels, split = S.gong_labels(ctx, which)
+        table = S.table(ctx, "petretto")
         where = {i: k for k, i in enumerate(table.ids)}
-        rows = _Rows(ids=[], values=[], structures=[], filters={}, total=len(labels), split={})
+        membership: dict[str, str] = {}
+        rows = _Rows(ids=[], values=[], structures=[], filters={}, total=len(labels), split=membership)
         missing = 0
         for ident, y in labels.items():  # the authors' order: training file, then test file
             k = where.get(ident)
@@ -137,7 +148,7 @@ def _gong_phonon(which: str, per_atom: bool) -> Callable[[Path, str], _Rows]:
             rows.ids.append(ident)
             rows.values.append(y / len(rec["species"]) if per_atom else y)
             rows.structures.append(rec)
-            rows.split[ident] = split[ident]  # type: ignore[index]
+            membership[ident] = split[ident]
         if missing:
             rows.filters["mp-id without a structure in the Petretto file"] = missing
         return rows
@@ -145,9 +156,9 @@ def _gong_phonon(which: str, per_atom: bool) -> Callable[[Path, str], _Rows]:
     return build
 
 
-def _elastic2015(column: str) -> Callable[[Path, str], _Rows]:
-    def build(dd: Path, task: str) -> _Rows:
-        t = S.dejong_elastic(dd, task)
+def _elastic2015(column: str) -> Builder:
+    def build(ctx: RunContext) -> _Rows:
+        t = S.table(ctx, "elastic2015")
         k, g, nu, eig = t.column("K_VRH"), t.column("G_VRH"), t.column("poisson_ratio"), t.column("min_eig")
         with np.errstate(invalid="ignore"):
             checks = [
@@ -161,9 +172,9 @@ def _elastic2015(column: str) -> Callable[[Path, str], _Rows]:
     return build
 
 
-def _matcalc_elastic(column: str) -> Callable[[Path, str], _Rows]:
-    def build(dd: Path, task: str) -> _Rows:
-        t = S.matcalc(dd, "matcalc_elastic", task)
+def _matcalc_elastic(column: str) -> Builder:
+    def build(ctx: RunContext) -> _Rows:
+        t = S.table(ctx, "matcalc_elastic")
         k, g = t.column("bulk_modulus_vrh"), t.column("shear_modulus_vrh")
         with np.errstate(invalid="ignore"):
             return _select(t, t.column(column), [("K_VRH <= 0", k <= 0), ("G_VRH <= 0", g <= 0)])
@@ -171,8 +182,8 @@ def _matcalc_elastic(column: str) -> Callable[[Path, str], _Rows]:
     return build
 
 
-def _trachote_poisson(dd: Path, task: str) -> _Rows:
-    t = S.trachote_elastic(dd, task)
+def _trachote_poisson(ctx: RunContext) -> _Rows:
+    t = S.table(ctx, "trachote")
     k, g, nu, eig = t.column("K_Voigt"), t.column("G_Voigt"), t.column("poisson_ratio"), t.column("min_eig")
     with np.errstate(invalid="ignore"):
         checks = [
@@ -184,11 +195,9 @@ def _trachote_poisson(dd: Path, task: str) -> _Rows:
     return _select(t, nu, checks)
 
 
-def _column(
-    source: Callable[[Path, str], S.Table], column: str, lo: float | None = None, hi: float | None = None
-) -> Callable[[Path, str], _Rows]:
-    def build(dd: Path, task: str) -> _Rows:
-        t = source(dd, task)
+def _column(source: str, column: str, lo: float | None = None, hi: float | None = None) -> Builder:
+    def build(ctx: RunContext) -> _Rows:
+        t = S.table(ctx, source)
         v = t.column(column)
         checks = []
         with np.errstate(invalid="ignore"):
@@ -201,24 +210,32 @@ def _column(
     return build
 
 
-def _e_fin(dd: Path, task: str) -> _Rows:
-    t = S.matcalc(dd, "matcalc_wbm", task)
+def _e_fin(ctx: RunContext) -> _Rows:
+    t = S.table(ctx, "matcalc_wbm")
     return _select(t, t.column("energy") / _nsites(t))
 
 
-def _alexandria_cv(dd: Path, task: str) -> _Rows:
-    t = S.matcalc(dd, "matcalc_phonon", task)
+def _alexandria_cv(ctx: RunContext) -> _Rows:
+    t = S.table(ctx, "matcalc_phonon")
     return _select(t, t.column("heat_capacity"))
 
 
-def _mp_join(kind: str) -> Callable[[Path, str], _Rows]:
+def _element_counts(species: Sequence[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for sp in species:
+        el = re.sub(r"[0-9.+-]+$", "", sp)
+        counts[el] = counts.get(el, 0) + 1
+    return counts
+
+
+def _mp_join(kind: str) -> Builder:
     """band gap / |total magnetization| (per f.u. or per atom) from mp_nostruct joined with local structures."""
 
-    def build(dd: Path, task: str) -> _Rows:
+    def build(ctx: RunContext) -> _Rows:
         from pymatgen.core import Composition
 
-        labels = S.mp_labels(dd, task)
-        t = S.mp_structures(dd, task)
+        labels = S.mp_labels(ctx)
+        t = S.mp_structures(ctx)
         values = np.full(len(t.ids), np.nan)
         mismatch = np.zeros(len(t.ids), dtype=bool)
         no_label = np.zeros(len(t.ids), dtype=bool)
@@ -230,11 +247,7 @@ def _mp_join(kind: str) -> Callable[[Path, str], _Rows]:
                     no_label[k] = True
                     continue
                 formula, gap, mag = lab
-                counts: dict[str, int] = {}
-                for sp in rec["species"]:
-                    el = re.sub(r"[0-9.+-]+$", "", sp)
-                    counts[el] = counts.get(el, 0) + 1
-                comp = Composition(counts)
+                comp = Composition(_element_counts(rec["species"]))
                 try:
                     mismatch[k] = Composition(formula).reduced_formula != comp.reduced_formula
                 except Exception:
@@ -242,12 +255,10 @@ def _mp_join(kind: str) -> Callable[[Path, str], _Rows]:
                 if kind == "band_gap":
                     values[k] = np.nan if gap is None else gap
                 elif mag is not None:
-                    m = abs(mag)
                     per = comp.get_reduced_composition_and_factor()[1] if kind == "mag_fu" else len(rec["species"])
-                    values[k] = m / per
+                    values[k] = abs(mag) / per
         checks = [("mp-id not in mp_nostruct", no_label), ("formula differs between structure and label", mismatch)]
-        rows = _select(t, np.where(no_label, 0.0, values), checks)
-        return rows
+        return _select(t, np.where(no_label, 0.0, values), checks)
 
     return build
 
@@ -264,7 +275,7 @@ class _Prop:
     unit: str
     extensive: bool
     sources: tuple[str, ...]  # keys of sources.FILES
-    build: Callable[[Path, str], _Rows]
+    build: Builder
     size: int
     source: str
     license: str
@@ -277,7 +288,7 @@ _MP2025_MATCALC = "Materials Project binaries (Jan 2025) via matcalc benchmark_d
 _ELASTIC_FILTERS = "Filters: K, G > 0, -1 < Poisson < 0.5, positive-definite elastic tensor."
 
 
-def _p(name: str, target: str, unit: str, sources: tuple[str, ...], build: Callable[[Path, str], _Rows], size: int,
+def _p(name: str, target: str, unit: str, sources: tuple[str, ...], build: Builder, size: int,
        source: str, license: str, description: str, *, extensive: bool = False, paper_split: bool = False) -> _Prop:
     return _Prop(name, target, unit, extensive, sources, build, size, source, license, description, paper_split)
 
@@ -288,7 +299,7 @@ PROPERTY_TASKS: tuple[_Prop, ...] = (
        "WBM (Wang et al. 2021) via matcalc benchmark_data wbm-random-pbe52-equilibrium-2025.1", _LIC_MATCALC,
        "Paper property 2: DFT total energy of the cell / number of sites."),
     _p("e_form_flla", "formation energy per atom", "eV/atom", ("flla",),
-       _column(S.flla_formation, "formation_energy_per_atom"), 3938,
+       _column("flla", "formation_energy_per_atom"), 3938,
        "Faber et al., Int. J. Quantum Chem. 115, 1094 (2015), matminer flla_2015 (MP ~2015)", _LIC_MATMINER,
        "Alternative to e_fin: MP formation energy per atom."),
     # 3/4. phonon internal energy and heat capacity at 300 K: the authors' labels and split
@@ -331,37 +342,37 @@ PROPERTY_TASKS: tuple[_Prop, ...] = (
     # 8. band gap
     _p("band_gap", "PBE band gap", "eV", _MP, _mp_join("band_gap"), 7773, _SRC_MP_JOIN, _LIC_AUTOMATMINER,
        "Paper property 8: MP band gaps (metals included) for every mp-id with a local structure."),
-    _p("band_gap_dielectric", "PBE band gap", "eV", ("petousis",), _column(S.petousis_dielectric, "band_gap"), 1056,
+    _p("band_gap_dielectric", "PBE band gap", "eV", ("petousis",), _column("petousis", "band_gap"), 1056,
        _SRC_PETOUSIS, _LIC_MATMINER, "Alternative band-gap source: the DFPT dielectric set (insulators only)."),
     # 9. piezoelectric modulus
     _p("piezo_modulus", "maximum piezoelectric modulus max|e_ij|", "C/m^2", ("piezo",),
-       _column(S.dejong_piezo, "eij_max"), 941, _SRC_PIEZO, _LIC_MATMINER,
+       _column("piezo", "eij_max"), 941, _SRC_PIEZO, _LIC_MATMINER,
        "Paper property 9: MP eij_max (direction-maximised longitudinal modulus)."),
     _p("piezo_modulus_mp2025", "max |e_ij| of the piezoelectric tensor", "C/m^2", ("macefield",),
-       _column(S.macefield_dielectric, "piezo_max"), 1177, _SRC_MACE, _LIC_MACE,
+       _column("macefield", "piezo_max"), 1177, _SRC_MACE, _LIC_MACE,
        "Alternative piezo source: max |e_ij| of the 3x6 tensor (not direction-maximised); no material ids."),
     # 10/11/12. dielectric constants and refractive index
     _p("eps_electronic", "polycrystalline electronic dielectric constant", "dimensionless", ("petousis",),
-       _column(S.petousis_dielectric, "poly_electronic"), 1056, _SRC_PETOUSIS, _LIC_MATMINER, "Paper property 10."),
+       _column("petousis", "poly_electronic"), 1056, _SRC_PETOUSIS, _LIC_MATMINER, "Paper property 10."),
     _p("eps_total", "polycrystalline total dielectric constant", "dimensionless", ("petousis",),
-       _column(S.petousis_dielectric, "poly_total"), 1056, _SRC_PETOUSIS, _LIC_MATMINER, "Paper property 11."),
+       _column("petousis", "poly_total"), 1056, _SRC_PETOUSIS, _LIC_MATMINER, "Paper property 11."),
     _p("refractive_index", "refractive index n", "dimensionless", ("petousis",),
-       _column(S.petousis_dielectric, "n"), 1056, _SRC_PETOUSIS, _LIC_MATMINER,
+       _column("petousis", "n"), 1056, _SRC_PETOUSIS, _LIC_MATMINER,
        "Paper property 12: n = sqrt(poly_electronic)."),
     _p("eps_electronic_petretto", "electronic dielectric constant (ABINIT DFPT)", "dimensionless", ("petretto",),
-       _column(S.petretto_phonons, "eps_electronic", lo=1.0, hi=1000.0), 1510, _SRC_PETRETTO, _LIC_AUTOMATMINER,
+       _column("petretto", "eps_electronic", lo=1.0, hi=1000.0), 1510, _SRC_PETRETTO, _LIC_AUTOMATMINER,
        "Alternative eps_electronic source; values outside [1, 1000] (broken entries) removed."),
     _p("eps_total_petretto", "total dielectric constant (ABINIT DFPT)", "dimensionless", ("petretto",),
-       _column(S.petretto_phonons, "eps_total", lo=1.0, hi=1000.0), 1374, _SRC_PETRETTO, _LIC_AUTOMATMINER,
+       _column("petretto", "eps_total", lo=1.0, hi=1000.0), 1374, _SRC_PETRETTO, _LIC_AUTOMATMINER,
        "Alternative eps_total source; empty values and values outside [1, 1000] removed."),
     _p("eps_electronic_mp2025", "polycrystalline electronic dielectric constant", "dimensionless", ("macefield",),
-       _column(S.macefield_dielectric, "eps_electronic"), 1177, _SRC_MACE, _LIC_MACE,
+       _column("macefield", "eps_electronic"), 1177, _SRC_MACE, _LIC_MACE,
        "Alternative source: mean diagonal of I + 4 pi alpha; no material ids."),
     _p("eps_total_mp2025", "polycrystalline total dielectric constant", "dimensionless", ("macefield",),
-       _column(S.macefield_dielectric, "eps_total"), 1177, _SRC_MACE, _LIC_MACE,
+       _column("macefield", "eps_total"), 1177, _SRC_MACE, _LIC_MACE,
        "Alternative source: eps_electronic_mp2025 + mean diagonal of the ionic tensor; no material ids."),
     _p("refractive_index_mp2025", "refractive index n", "dimensionless", ("macefield",),
-       _column(S.macefield_dielectric, "n"), 1177, _SRC_MACE, _LIC_MACE,
+       _column("macefield", "n"), 1177, _SRC_MACE, _LIC_MACE,
        "Alternative source: sqrt(eps_electronic_mp2025)."),
     # 13. magnetization
     _p("magnetization", "|total magnetization| per formula unit", "muB/f.u.", _MP, _mp_join("mag_fu"), 7773,
@@ -372,32 +383,19 @@ PROPERTY_TASKS: tuple[_Prop, ...] = (
        _SRC_MP_JOIN, _LIC_AUTOMATMINER, "magnetization per site instead of per formula unit (paper Table 2)."),
 )
 
-_DS_MEMO: "OrderedDict[tuple[str, str, str], tuple[Dataset, dict | None]]" = OrderedDict()
-_DS_MEMO_SIZE = 6
+_ROWS = process_memo(8)
 
 
 def _files(prop: _Prop, dd: Path) -> list[Path]:
     return [dd / f for s in prop.sources for f in S.FILES[s]]
 
 
-def _load_rows(prop: _Prop, dd: Path) -> tuple[Dataset, dict | None]:
-    files = [S.require(dd, s, prop.name) for s in prop.sources]
-    key = files_digest([p for group in files for p in group], prop.name)
-    memo = _DS_MEMO.get((prop.name, str(dd), key))
-    if memo is not None:
-        _DS_MEMO.move_to_end((prop.name, str(dd), key))
-        return memo
-    cached = read_cache("tasks", prop.name, key)
+def _build_dataset(prop: _Prop, ctx: RunContext) -> tuple[Dataset, dict[str, str] | None]:
     with warnings.catch_warnings(), no_gc():
         warnings.simplefilter("ignore")
-        if cached is not None:
-            rows = _Rows(**{k: cached[k] for k in _Rows.__dataclass_fields__})
-        else:
-            rows = prop.build(dd, prop.name)
-            if rows.ids:
-                write_cache("tasks", prop.name, key, dataclasses.asdict(rows))
+        rows = prop.build(ctx)
         if not rows.ids:
-            where = ", ".join(str(p) for g in files for p in g)
+            where = ", ".join(str(p) for p in _files(prop, ctx.data_dir))
             raise DataUnavailableError(f"no usable entries for {prop.name} in {where}")
         structures = tuple(structure_from_record(r) for r in rows.structures)
     meta = {
@@ -408,22 +406,27 @@ def _load_rows(prop: _Prop, dd: Path) -> tuple[Dataset, dict | None]:
         "filters": rows.filters,
     }
     data = Dataset(
-        ids=rows.ids, targets=np.asarray(rows.values, dtype=float), structures=structures, name=prop.name, meta=meta
+        ids=tuple(rows.ids), targets=np.asarray(rows.values, dtype=float), structures=structures, name=prop.name,
+        meta=meta,
     )
-    out = (data, rows.split)
-    _DS_MEMO[(prop.name, str(dd), key)] = out
-    while len(_DS_MEMO) > _DS_MEMO_SIZE:
-        _DS_MEMO.popitem(last=False)
-    return out
+    return data, rows.split
+
+
+def _load_rows(prop: _Prop, ctx: RunContext) -> tuple[Dataset, dict[str, str] | None]:
+    """The task's Dataset and the authors' split, memoised per process by the raw files' content."""
+    files = [p for s in prop.sources for p in S.require(ctx.data_dir, s)]
+    key = (prop.name, files_digest(files, prop.name))
+    return _ROWS.get(key, lambda: _build_dataset(prop, ctx))
 
 
 def _spec(prop: _Prop) -> TaskSpec:
-    def load(data_dir: Path) -> Dataset:
-        return _load_rows(prop, Path(data_dir))[0]
+    def load(ctx: RunContext) -> Dataset:
+        return _load_rows(prop, ctx)[0]
 
-    def split_ids(data_dir: Path) -> SplitIds:
-        data, split = _load_rows(prop, Path(data_dir))
-        assert split is not None
+    def split_ids(ctx: RunContext) -> SplitIds:
+        data, split = _load_rows(prop, ctx)
+        if split is None:  # pragma: no cover - only paper_split tasks register split_ids
+            raise DataUnavailableError(f"task {prop.name} has no published split")
         return SplitIds(
             train=tuple(i for i in data.ids if split[i] == "train"),
             test=tuple(i for i in data.ids if split[i] == "test"),
@@ -440,8 +443,8 @@ def _spec(prop: _Prop) -> TaskSpec:
         fractions=(0.6, 0.2, 0.2),
         split_ids=split_ids if prop.paper_split else None,
         size=prop.size,
-        available=lambda data_dir: all(p.is_file() for p in _files(prop, Path(data_dir))),
-        files=lambda data_dir: _files(prop, Path(data_dir)),
+        available=lambda ctx: all(p.is_file() for p in _files(prop, ctx.data_dir)),
+        files=lambda ctx: _files(prop, ctx.data_dir),
         source=prop.source,
         license=prop.license,
         description=prop.description,
@@ -454,11 +457,7 @@ def _spec(prop: _Prop) -> TaskSpec:
 # --------------------------------------------------------------------------------------------
 
 _KAPPA_SUFFIXES = (".cif", ".vasp", ".poscar", ".json", "")
-
-
-def _build_structures(records: list[dict]) -> tuple:
-    with no_gc():
-        return tuple(structure_from_record(r) for r in records)
+_KAPPA = process_memo(2)
 
 
 def _kappa_structure_files(dd: Path) -> list[Path]:
@@ -479,81 +478,115 @@ def _kappa_missing_message(dd: Path, n_labels: int | None, detail: str) -> str:
     )
 
 
-def _load_kappa(dd: Path) -> tuple[Dataset, dict[str, str]]:
-    dd = Path(dd)
+def _is_kappa_payload(d: Any) -> bool:
+    if not isinstance(d, dict) or not all(k in d for k in ("ids", "values", "structures", "filters")):
+        return False
+    return isinstance(d["ids"], list) and len(d["values"]) == len(d["structures"]) == len(d["ids"])
+
+
+def _parse_kappa(ctx: RunContext, labels: dict[str, float], files: list[Path]) -> dict[str, Any]:
+    """Parse the user-supplied structure files of the labelled compounds (bad ones are warned about, skipped)."""
+    by_name = {p.name: p for p in files}
+    ids, values, recs = [], [], []
+    filters: dict[str, int] = {}
+    for ident, y in labels.items():
+        path = next((by_name[ident + suf] for suf in _KAPPA_SUFFIXES if ident + suf in by_name), None)
+        if path is None:
+            filters["no structure file"] = filters.get("no structure file", 0) + 1
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                s = parse_structure_file(path)
+            problem = structure_problem(s)
+            if problem is not None:
+                raise problem
+        except RowError as exc:
+            filters[exc.kind] = filters.get(exc.kind, 0) + 1
+            ctx.reporter.warning(f"log_kappa: {path.name}: {exc}")
+            continue
+        ids.append(ident)
+        values.append(y)
+        recs.append(structure_to_record(s))
+    return {"ids": ids, "values": values, "structures": recs, "filters": filters}
+
+
+def _kappa_payload(ctx: RunContext, labels: dict[str, float], label_files: list[Path], files: list[Path]) -> Any:
+    """The parsed structures, from the tables Store of the run's cache, else parsed and stored."""
+    store = S.table_store(ctx)
+    key = files_digest(label_files + files, "log_kappa")
+    hit = store.get_json(key, check=_is_kappa_payload)
+    if hit is not None:
+        return hit
+    payload = _parse_kappa(ctx, labels, files)
+    cache_write(lambda: store.put_json(key, payload), store.dir, ctx.reporter)
+    return payload
+
+
+def _load_kappa(ctx: RunContext) -> tuple[Dataset, dict[str, str]]:
+    dd = ctx.data_dir
     label_files = [dd / f for f in S.FILES["gong_kappa"]]
-    have_labels = all(p.is_file() for p in label_files)
-    files = _kappa_structure_files(dd)
-    if not have_labels:
+    if not all(p.is_file() for p in label_files):
         raise DataUnavailableError(_kappa_missing_message(dd, None, "label files not found"))
-    labels, split = S.gong_labels(dd, "kappa", "log_kappa")
+    labels, split = S.gong_labels(ctx, "kappa")
+    files = _kappa_structure_files(dd)
     if not files:
         raise DataUnavailableError(_kappa_missing_message(dd, len(labels), f"no structure files in {dd / KAPPA_DIR}"))
-    by_name = {p.name: p for p in files}
-    key = files_digest(label_files + files, "log_kappa")
-    payload = read_cache("tables", "log_kappa", key)
-    if payload is None:
-        ids, values, recs = [], [], []
-        filters: dict[str, int] = {}
-        for ident, y in labels.items():
-            path = next((by_name[ident + suf] for suf in _KAPPA_SUFFIXES if ident + suf in by_name), None)
-            if path is None:
-                filters["no structure file"] = filters.get("no structure file", 0) + 1
-                continue
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    s = parse_structure_file(path)
-                problem = structure_problem(s)
-                if problem is not None:
-                    raise problem
-            except RowError as exc:
-                filters[exc.kind] = filters.get(exc.kind, 0) + 1
-                print(f"warning: log_kappa: {path.name}: {exc}", file=sys.stderr)
-                continue
-            ids.append(ident)
-            values.append(y)
-            recs.append(structure_to_record(s))
-        payload = {"ids": ids, "values": values, "structures": recs, "filters": filters}
-        write_cache("tables", "log_kappa", key, payload)
-    if not payload["ids"]:
-        why = f"none of the files in {dd / KAPPA_DIR} matches a label id"
-        raise DataUnavailableError(_kappa_missing_message(dd, len(labels), why))
-    if payload["filters"]:
-        print(f"note: log_kappa: {len(payload['ids'])} of {len(labels)} labelled compounds have a usable structure "
-              f"({', '.join(f'{n} {k}' for k, n in payload['filters'].items())})", file=sys.stderr)
-    data = Dataset(
-        ids=payload["ids"],
-        targets=np.asarray(payload["values"], dtype=float),
-        structures=_build_structures(payload["structures"]),
-        name="log_kappa",
-        meta={"source": "Gong et al. 2023 labels (TEDesignLab) + user-supplied structures", "unit": "log10(W/(m K))",
-              "entries_in_source": len(labels), "filters": payload["filters"]},
+
+    def build() -> tuple[Dataset, dict[str, str]]:
+        payload = _kappa_payload(ctx, labels, label_files, files)
+        if not payload["ids"]:
+            why = f"none of the files in {dd / KAPPA_DIR} matches a label id"
+            raise DataUnavailableError(_kappa_missing_message(dd, len(labels), why))
+        if payload["filters"]:
+            ctx.reporter.note(
+                f"log_kappa: {len(payload['ids'])} of {len(labels)} labelled compounds have a usable structure "
+                f"({', '.join(f'{n} {k}' for k, n in payload['filters'].items())})"
+            )
+        with no_gc():
+            structures = tuple(structure_from_record(r) for r in payload["structures"])
+        data = Dataset(
+            ids=tuple(payload["ids"]),
+            targets=np.asarray(payload["values"], dtype=float),
+            structures=structures,
+            name="log_kappa",
+            meta={"source": "Gong et al. 2023 labels (TEDesignLab) + user-supplied structures",
+                  "unit": "log10(W/(m K))", "entries_in_source": len(labels), "filters": payload["filters"]},
+        )
+        return data, split
+
+    return _KAPPA.get(("log_kappa", files_digest(label_files + files)), build)
+
+
+def _kappa_files(ctx: RunContext) -> list[Path]:
+    return [ctx.data_dir / f for f in S.FILES["gong_kappa"]] + _kappa_structure_files(ctx.data_dir)
+
+
+def _kappa_available(ctx: RunContext) -> bool:
+    labels = all((ctx.data_dir / f).is_file() for f in S.FILES["gong_kappa"])
+    return labels and bool(_kappa_structure_files(ctx.data_dir))
+
+
+def _kappa_split_ids(ctx: RunContext) -> SplitIds:
+    data, split = _load_kappa(ctx)
+    return SplitIds(
+        train=tuple(i for i in data.ids if split[i] == "train"), test=tuple(i for i in data.ids if split[i] == "test")
     )
-    return data, split
 
 
 def _kappa_spec() -> TaskSpec:
-    def split_ids(dd: Path) -> SplitIds:
-        data, split = _load_kappa(dd)
-        return SplitIds(
-            train=tuple(i for i in data.ids if split[i] == "train"), test=tuple(i for i in data.ids if split[i] == "test")
-        )
-
     return TaskSpec(
         name="log_kappa",
-        load=lambda dd: _load_kappa(dd)[0],
+        load=lambda ctx: _load_kappa(ctx)[0],
         target="log10 of the lattice thermal conductivity",
         unit="log10(W/(m K))",
         extensive=False,
         protocol="paper",
         fractions=(0.6, 0.2, 0.2),
-        split_ids=split_ids,
+        split_ids=_kappa_split_ids,
         size=2668,
-        available=lambda dd: (
-            all((Path(dd) / f).is_file() for f in S.FILES["gong_kappa"]) and bool(_kappa_structure_files(Path(dd)))
-        ),
-        files=lambda dd: [Path(dd) / f for f in S.FILES["gong_kappa"]] + _kappa_structure_files(Path(dd)),
+        available=_kappa_available,
+        files=_kappa_files,
         source="Gong et al. 2023 labels (TEDesignLab); structures not included - see docs/data.md",
         license="labels: no licence file in the authors' repo (all rights reserved); structures: ICSD/TEDesignLab",
         description=f"Paper property 1. Labels only offline: add <cif_id>.cif structures under <data_dir>/{KAPPA_DIR}/.",
@@ -568,4 +601,5 @@ def property_tasks() -> list[TaskSpec]:
 
 @hookimpl
 def bench_tasks() -> list[TaskSpec]:
+    """Listing needs no data: every TaskSpec reads `ctx.data_dir` only when called."""
     return property_tasks()

@@ -1,17 +1,29 @@
-"""Parsing crystal structures and tables from the formats users and public datasets ship.
+"""Reading raw crystal data: one reader per file format, one parser per structure representation.
 
-Everything here is shared by the built-in task loaders (properties, Matbench)
-and by users' own data (`crystalbench.tasks.user`):
+Every loader goes through this module -- the built-in sources (`sources`), the
+learnability collection (`collection`, built from those sources), Matbench
+files (`matbench`) and users' own data (`user`) -- so they all accept the same
+representations and reject the same broken structures:
 
+* `read_table(path)` reads a CSV/TSV, a pandas/pymatgen JSON table, an extended
+  XYZ file or a folder of structure files with ``id_prop.csv`` into a
+  `RawTable` of rows ``(where, default id, fields)``; a row that cannot be read
+  is kept as a string saying why, so callers report it by position.
 * `parse_structure` turns a CIF/POSCAR text, a pymatgen Structure dict (JSON or
-  Python-repr, parsed with `ast.literal_eval`, never `eval`), an ASE Atoms or a
+  Python repr, parsed with `ast.literal_eval`, never `eval`), an ASE Atoms or a
   file path into a pymatgen Structure, raising `RowError` with a one-line reason.
+  Structure dicts come from untrusted files: pymatgen's decoder imports any
+  module a dict names in ``@module``, so a dict is checked before decoding and
+  only pymatgen Structure/IStructure dicts (with lattices, magnetic moments and
+  numpy arrays nested in them) are decoded, with `Structure.from_dict`.
 * `structure_problem` says why a structure cannot be benchmarked (no atoms,
   partial occupancy, degenerate cell, atoms on top of each other).
-* `RowLog` collects bad rows, prints one warning line per row (capped) plus a
-  count, or raises `BadInputError` at the first one in strict mode.
-* `read_cache`/`write_cache` keep parsed tables as JSON keyed by the raw files'
-  sha256 and `LOADER_VERSION`: parsing thousands of CIFs once is enough.
+* `RowLog` collects bad rows and reports one warning per row (capped) plus a
+  count through the run's `Reporter`, or raises `BadInputError` at the first
+  one in strict mode.
+* `files_digest` keys the on-disk caches by file content; `process_memo` makes
+  the in-process memos that keep each raw file parsed once per process, and
+  `clear_memos` empties them all (tests simulate a fresh process with it).
 """
 
 from __future__ import annotations
@@ -25,26 +37,31 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
 import sys
-import tempfile
 import warnings
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
 from ..harness.errors import BadInputError
-from ..harness.paths import cache_dir
+from ..harness.store import Memo
+
+if TYPE_CHECKING:
+    from pymatgen.core import Composition, Structure
+
+    from ..harness.context import Reporter
 
 __all__ = [
     "LOADER_VERSION",
     "RowError",
     "BadRow",
     "RowLog",
+    "RawTable",
     "parse_literal",
     "parse_structure",
     "parse_structure_file",
@@ -56,21 +73,30 @@ __all__ = [
     "open_text",
     "iter_csv",
     "read_json_table",
+    "read_table",
+    "table_format",
+    "input_files",
+    "STRUCTURE_SUFFIXES",
     "file_digest",
     "files_digest",
-    "read_cache",
-    "write_cache",
+    "process_memo",
+    "clear_memos",
+    "cache_write",
     "no_gc",
 ]
 
-# Bump whenever parsing or filtering changes what a loader returns: it is part of every cache key.
-LOADER_VERSION = "1"
+# Bump whenever parsing or filtering changes what a loader returns: it versions every parsed-data cache.
+LOADER_VERSION = "2"
 
-MAX_SHOWN = 20  # bad-row warning lines printed per file before summarising
+MAX_SHOWN = 20  # bad-row warning lines reported per file before summarising
 MIN_DISTANCE = 0.5  # A; closer atoms are a broken structure (shortest real bond, H2, is 0.74 A)
 _DISTANCE_CHECK_MAX_SITES = 400  # the O(n^2) overlap check is skipped above this size
+STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".json", ".cif.gz", ".vasp.gz", ".json.gz")
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # CIF strings in CSV cells are large
+
+Fields = dict[str, Any]
+Row = tuple[str, Any, "Fields | str"]  # (where, default id, fields or why the row is unreadable)
 
 
 class RowError(ValueError):
@@ -79,6 +105,26 @@ class RowError(ValueError):
     def __init__(self, reason: str, kind: str = "malformed structure") -> None:
         super().__init__(reason)
         self.kind = kind
+
+
+# --------------------------------------------------------------------------------------------
+# in-process memos
+# --------------------------------------------------------------------------------------------
+
+_MEMOS: list[Memo] = []
+
+
+def process_memo(maxsize: int) -> Memo:
+    """A `Memo` registered with `clear_memos`, for results that are the same for the whole process."""
+    memo = Memo(maxsize)
+    _MEMOS.append(memo)
+    return memo
+
+
+def clear_memos() -> None:
+    """Forget every parsed table and loaded dataset kept in memory (the next load reads the disk cache)."""
+    for memo in _MEMOS:
+        memo.clear()
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,11 +145,11 @@ class BadRow:
         ident = f" (id {self.id!r})" if self.id not in (None, "") else ""
         return f"{source} {self.where}{ident}: {self.reason}"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"where": self.where, "id": self.id, "kind": self.kind, "reason": self.reason}
 
     @classmethod
-    def from_json(cls, d: dict) -> "BadRow":
+    def from_json(cls, d: dict[str, Any]) -> BadRow:
         return cls(where=d["where"], id=d.get("id"), kind=d["kind"], reason=d["reason"])
 
 
@@ -131,16 +177,15 @@ class RowLog:
         detail = ", ".join(f"{n} {k}" for k, n in kinds.most_common())
         return f"{self.source}: skipped {len(self.rows)} of {total} rows ({detail})"
 
-    def report(self, total: int, stream: TextIO | None = None, *, hint: str = "strict mode makes this an error"):
-        """One warning line per bad row (first MAX_SHOWN), then the count."""
+    def report(self, total: int, reporter: Reporter, *, hint: str = "strict mode makes this an error") -> None:
+        """One warning per bad row (first MAX_SHOWN), then the count."""
         if not self.rows:
             return
-        out = stream or sys.stderr
         for r in self.rows[:MAX_SHOWN]:
-            print(f"warning: {r.describe(self.source)}", file=out)
+            reporter.warning(r.describe(self.source))
         if len(self.rows) > MAX_SHOWN:
-            print(f"warning: {self.source}: {len(self.rows) - MAX_SHOWN} more bad rows not shown", file=out)
-        print(f"warning: {self.summary(total)}; {hint}", file=out)
+            reporter.warning(f"{self.source}: {len(self.rows) - MAX_SHOWN} more bad rows not shown")
+        reporter.warning(f"{self.summary(total)}; {hint}")
 
 
 @contextlib.contextmanager
@@ -199,10 +244,12 @@ def parse_float(value: Any, what: str = "target") -> float:
         raise RowError(f"missing {what}", kind=f"missing/invalid {what}")
     if isinstance(value, (bool, np.bool_)):
         return float(value)
-    if isinstance(value, (list, tuple, dict, np.ndarray)) and np.size(value) != 1:
-        raise RowError(f"{what} holds {np.size(value)} values, not one number", kind=f"missing/invalid {what}")
-    if isinstance(value, (list, tuple, np.ndarray)):
-        value = np.asarray(value).ravel()[0]
+    if isinstance(value, (list, tuple, dict, np.ndarray)):
+        size = len(value) if isinstance(value, dict) else int(np.asarray(value, dtype=object).size)
+        if size != 1:
+            raise RowError(f"{what} holds {size} values, not one number", kind=f"missing/invalid {what}")
+        if not isinstance(value, dict):
+            value = np.asarray(value, dtype=object).ravel()[0]
     try:
         x = float(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError):
@@ -230,10 +277,11 @@ def _looks_like_cif(text: str) -> bool:
     return "_cell_length_a" in text or text.lstrip().lower().startswith("data_") or "\ndata_" in text
 
 
-def _structure_from_cif(text: str):
+def _structure_from_cif(text: str) -> Structure:
     from pymatgen.io.cif import CifParser
 
-    structures, error = [], ""
+    structures: list[Structure] = []
+    error = ""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -258,7 +306,7 @@ def _structure_from_cif(text: str):
     raise RowError(f"malformed CIF: {why if len(why) <= 160 else why[:157] + '...'}")
 
 
-def _structure_from_poscar(text: str):
+def _structure_from_poscar(text: str) -> Structure:
     from pymatgen.io.vasp import Poscar
 
     with warnings.catch_warnings():
@@ -269,14 +317,76 @@ def _structure_from_poscar(text: str):
             raise RowError(f"malformed POSCAR: {_first_line(exc) or type(exc).__name__}") from None
 
 
-def _structure_from_dict(d: dict):
+# The only (@module, @class) pairs a user's structure dict may name. pymatgen's decoder imports
+# whatever module a dict names (and `PeriodicSite.from_dict` runs site properties through it), so
+# anything else is refused before decoding: a crafted row must never choose what gets imported.
+_STRUCTURE_MODULE = "pymatgen.core.structure"
+_STRUCTURE_CLASSES = ("Structure", "IStructure")
+_NESTED_TRUSTED = frozenset(
+    {
+        ("pymatgen.core.lattice", "Lattice"),
+        *(("pymatgen.core.periodic_table", c) for c in ("Element", "Specie", "Species", "DummySpecie", "DummySpecies")),
+        ("pymatgen.electronic_structure.core", "Magmom"),  # site property "magmom"
+        ("numpy", "array"),  # inside Magmom
+    }
+)
+_ENTRY_TRUSTED = frozenset({("pymatgen.entries.computed_entries", "ComputedStructureEntry")})
+_FOREIGN = "foreign object"
+
+
+def _names(d: dict[str, Any], allowed: frozenset[tuple[str, str]]) -> bool:
+    """True when the dict's (@module, @class) pair is one of `allowed` (strings only: values may be anything)."""
+    module, cls = d.get("@module"), d.get("@class")
+    return isinstance(module, str) and isinstance(cls, str) and (module, cls) in allowed
+
+
+def _short(value: Any, n: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _untrusted_nested(d: dict[str, Any]) -> str | None:
+    """The first nested object in `d` that names a module outside `_NESTED_TRUSTED`, described; else None."""
+    stack: list[Any] = list(d.values())
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if "@module" in value and not _names(value, _NESTED_TRUSTED):
+                what = value.get("@class", value.get("@callable"))
+                return f"module {_short(value.get('@module'))} ({_short(what)})"
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+    return None
+
+
+def _check_structure_dict(d: dict[str, Any]) -> None:
+    """Refuse anything but a plain pymatgen Structure dict, before pymatgen sees it (RowError)."""
+    cls = d.get("@class")
+    if cls is not None and cls not in _STRUCTURE_CLASSES:
+        raise RowError(f"a {str(cls)[:40]} dict is not a periodic crystal structure")
+    module = d.get("@module")
+    if "@callable" in d or (module is not None and module != _STRUCTURE_MODULE):
+        raise RowError(
+            f"structure dict names module {_short(module)}: only pymatgen Structure dicts are read", kind=_FOREIGN
+        )
+    nested = _untrusted_nested(d)
+    if nested is not None:
+        raise RowError(f"structure dict contains an object of {nested}: not read", kind=_FOREIGN)
+
+
+def _structure_from_dict(d: dict[str, Any]) -> Structure:
     from pymatgen.core import Structure
 
     if "structure" in d and isinstance(d["structure"], (dict, str)) and "sites" not in d:
-        return parse_structure(d["structure"])  # e.g. a ComputedStructureEntry
-    cls = d.get("@class")
-    if cls not in (None, "Structure", "IStructure"):
-        raise RowError(f"a {cls} dict is not a periodic crystal structure")
+        # e.g. a ComputedStructureEntry: only its structure is read (the entry itself is never decoded)
+        if "@module" in d and not _names(d, _ENTRY_TRUSTED):
+            raise RowError(
+                f"record names module {_short(d.get('@module'))}: only pymatgen structure entries are read",
+                kind=_FOREIGN,
+            )
+        return parse_structure(d["structure"])
+    _check_structure_dict(d)
     if "lattice" not in d or "sites" not in d:
         raise RowError("structure dict needs 'lattice' and 'sites' keys")
     if not d["sites"]:
@@ -289,7 +399,7 @@ def _structure_from_dict(d: dict):
         raise RowError(f"invalid structure dict: {_first_line(exc) or type(exc).__name__}") from None
 
 
-def _structure_from_atoms(atoms):
+def _structure_from_atoms(atoms: Any) -> Structure:
     from pymatgen.core import Lattice, Structure
 
     if not np.all(atoms.pbc) or atoms.cell.rank < 3:
@@ -309,7 +419,11 @@ def _structure_from_atoms(atoms):
         raise RowError(f"invalid frame: {_first_line(exc) or type(exc).__name__}") from None
 
 
-def parse_structure(value: Any):
+def _is_ase_atoms(value: Any) -> bool:
+    return any(c.__module__.startswith("ase.") and c.__name__ == "Atoms" for c in type(value).__mro__)
+
+
+def parse_structure(value: Any) -> Structure:
     """Any supported structure representation -> pymatgen Structure, or RowError.
 
     Accepts Structure objects, structure dicts (also ComputedStructureEntry dicts),
@@ -323,7 +437,7 @@ def parse_structure(value: Any):
         return parse_structure_file(value)
     if isinstance(value, dict):
         return _structure_from_dict(value)
-    if any(c.__module__.startswith("ase.") and c.__name__ == "Atoms" for c in type(value).__mro__):
+    if _is_ase_atoms(value):
         return _structure_from_atoms(value)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         raise RowError("missing structure", kind="missing structure")
@@ -349,8 +463,7 @@ def parse_structure(value: Any):
 _POSCAR_NAMES = re.compile(r"^(POSCAR|CONTCAR)", re.IGNORECASE)
 
 
-def parse_structure_file(path: Path):
-    """A CIF, POSCAR/CONTCAR/.vasp or pymatgen-JSON file -> Structure, or RowError."""
+def _read_text_file(path: Path) -> str:
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -361,9 +474,14 @@ def parse_structure_file(path: Path):
         except (OSError, EOFError) as exc:
             raise RowError(f"{path.name} is not valid gzip: {_first_line(exc)}", kind="unreadable file") from None
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        text = raw.decode("latin-1")
+        return raw.decode("latin-1")
+
+
+def parse_structure_file(path: Path) -> Structure:
+    """A CIF, POSCAR/CONTCAR/.vasp or pymatgen-JSON file -> Structure, or RowError."""
+    text = _read_text_file(path)
     if not text.strip():
         raise RowError(f"{path.name} is empty", kind="unreadable file")
     name = path.name.lower().removesuffix(".gz")
@@ -379,7 +497,7 @@ def parse_structure_file(path: Path):
     return parse_structure(text)
 
 
-def structure_problem(s) -> RowError | None:
+def structure_problem(s: Structure) -> RowError | None:
     """Why this structure cannot be benchmarked, or None if it is fine.
 
     Rejected: no atoms; disordered or partially occupied sites (graph models and
@@ -409,7 +527,7 @@ def structure_problem(s) -> RowError | None:
         d = np.asarray(s.distance_matrix, dtype=float)
         np.fill_diagonal(d, np.inf)
         if d.min() < MIN_DISTANCE:
-            i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+            i, j = (int(k) for k in np.unravel_index(int(np.argmin(d)), d.shape))
             return RowError(
                 f"atoms {min(i, j)} and {max(i, j)} are {d[i, j]:.3f} A apart (< {MIN_DISTANCE} A)",
                 kind="overlapping atoms",
@@ -417,7 +535,7 @@ def structure_problem(s) -> RowError | None:
     return None
 
 
-def parse_composition(value: Any):
+def parse_composition(value: Any) -> Composition:
     """A formula string or {element: amount} dict (or its repr) -> Composition, or RowError."""
     from pymatgen.core import Composition
 
@@ -450,8 +568,8 @@ def parse_composition(value: Any):
 # exactly through JSON, so a cached structure hashes like the freshly parsed one.
 
 
-def structure_to_record(s) -> dict:
-    rec = {
+def structure_to_record(s: Structure) -> dict[str, Any]:
+    rec: dict[str, Any] = {
         "lattice": np.asarray(s.lattice.matrix, dtype=float).tolist(),
         "species": [str(sp) for sp in s.species],
         "frac": np.asarray(s.frac_coords, dtype=float).tolist(),
@@ -465,7 +583,7 @@ def structure_to_record(s) -> dict:
     return rec
 
 
-def structure_from_record(rec: dict):
+def structure_from_record(rec: dict[str, Any]) -> Structure:
     from pymatgen.core import Lattice, Structure
 
     props = {"magmom": rec["magmom"]} if "magmom" in rec else None
@@ -498,8 +616,8 @@ def iter_csv(
     """
     delim = delimiter or ("\t" if path.name.lower().removesuffix(".gz").endswith((".tsv", ".tab")) else ",")
     with open_text(path) as fh:
+        lines = _CountingLines(fh)
         try:
-            lines = _CountingLines(fh)
             reader = csv.reader(lines, delimiter=delim)
             header: list[str] | None = None
             prev_end = lines.count
@@ -533,7 +651,7 @@ class _CountingLines:
         self.fh = fh
         self.count = 0
 
-    def __iter__(self) -> "_CountingLines":
+    def __iter__(self) -> _CountingLines:
         return self
 
     def __next__(self) -> str:
@@ -542,13 +660,15 @@ class _CountingLines:
         return line
 
 
-def read_json_table(path: Path) -> tuple[str, list[tuple[str, Any, dict]]]:
+def read_json_table(path: Path) -> tuple[str, list[tuple[str, Any, dict[str, Any]]]]:
     """Read a JSON table in any common pandas/pymatgen layout.
 
     Returns (layout, rows) with rows = (where, index, record): `index` is the
     pandas index value when the layout has one (used as the default id).
     Layouts: a list of records; pandas "split" ({index, columns, data}, the
     matminer/Matbench format); pandas "columns" ({column: {index: value}}).
+    A record that is not a dict (or a split row of the wrong width) is
+    returned as ``{"__bad__": why}``.
     """
     try:
         with open_text(path) as fh:
@@ -557,8 +677,8 @@ def read_json_table(path: Path) -> tuple[str, list[tuple[str, Any, dict]]]:
         raise BadInputError(f"{path}: not readable ({_first_line(exc) or type(exc).__name__})") from None
     except json.JSONDecodeError as exc:
         raise BadInputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    rows: list[tuple[str, Any, dict[str, Any]]] = []
     if isinstance(obj, list):
-        rows = []
         for i, rec in enumerate(obj):
             rows.append((f"record {i + 1}", None, rec if isinstance(rec, dict) else {"__bad__": type(rec).__name__}))
         return "records", rows
@@ -567,7 +687,6 @@ def read_json_table(path: Path) -> tuple[str, list[tuple[str, Any, dict]]]:
         index = obj.get("index") or [None] * len(obj["data"])
         if len(index) != len(obj["data"]):
             raise BadInputError(f"{path}: 'split' JSON has {len(index)} index values but {len(obj['data'])} rows")
-        rows = []
         for i, (idx, vals) in enumerate(zip(index, obj["data"])):
             if not isinstance(vals, list) or len(vals) != len(cols):
                 rows.append((f"row {i + 1}", idx, {"__bad__": f"expected {len(cols)} values"}))
@@ -575,15 +694,10 @@ def read_json_table(path: Path) -> tuple[str, list[tuple[str, Any, dict]]]:
                 rows.append((f"row {i + 1}", idx, dict(zip(cols, vals))))
         return "split", rows
     if isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):
-        cols = list(obj)
-        keys: list[str] = []
-        seen: set[str] = set()
-        for col in cols:
-            for k in obj[col]:
-                if k not in seen:
-                    seen.add(k)
-                    keys.append(k)
-        rows = [(f"entry {k!r}", k, {c: obj[c].get(k) for c in cols}) for k in keys]
+        keys: dict[str, None] = {}
+        for col in obj.values():
+            keys.update(dict.fromkeys(col))
+        rows = [(f"entry {k!r}", k, {c: obj[c].get(k) for c in obj}) for k in keys]
         return "columns", rows
     raise BadInputError(
         f"{path}: unrecognised JSON layout (expected a list of records, pandas 'split' "
@@ -592,8 +706,207 @@ def read_json_table(path: Path) -> tuple[str, list[tuple[str, Any, dict]]]:
 
 
 # --------------------------------------------------------------------------------------------
-# checksums and caches
+# raw tables: every supported input format -> rows
 # --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RawTable:
+    """A file read into rows ``(where, default id, fields | why unreadable)``.
+
+    fmt: "csv", "json-records"/"json-split"/"json-columns", "extxyz" or "dir".
+    columns: field names in first-seen order.
+    structure_key: the fixed field holding each row's structure (extxyz frames:
+        "__atoms__", an ASE Atoms; folders: "__file__", a Path or a RowError);
+        None for tables, whose structure column is chosen by the caller.
+    """
+
+    fmt: str
+    columns: list[str]
+    rows: list[Row]
+    structure_key: str | None = None
+
+
+def table_format(path: Path) -> str:
+    """"csv", "json", "extxyz" or "dir" from the path (BadInputError for anything else)."""
+    if path.is_dir():
+        return "dir"
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith((".csv", ".tsv", ".tab", ".txt")):
+        return "csv"
+    if name.endswith(".json"):
+        return "json"
+    if name.endswith((".xyz", ".extxyz")):
+        return "extxyz"
+    raise BadInputError(
+        f"{path}: unsupported data format {path.suffix!r} (use a CSV, pymatgen/pandas JSON, extxyz file, "
+        "or a directory of CIF/POSCAR files with id_prop.csv)"
+    )
+
+
+def read_table(path: Path, reporter: Reporter) -> RawTable:
+    """Read any supported input into a `RawTable` (no structure is parsed yet)."""
+    fmt = table_format(path)
+    if fmt == "csv":
+        return _read_csv(path)
+    if fmt == "json":
+        return _read_json(path)
+    if fmt == "extxyz":
+        return _read_extxyz(path)
+    return _read_dir(path, reporter)
+
+
+def _read_csv(path: Path) -> RawTable:
+    rows: list[Row] = []
+    header: list[str] = []
+    for line, hdr, rec in iter_csv(path):
+        if rec == {} and not header:
+            header = hdr or []
+            continue
+        rows.append((f"line {line}", None, rec))
+    if not header:
+        raise BadInputError(f"{path}: no header line found (empty CSV?)")
+    return RawTable("csv", header, rows)
+
+
+def _read_json(path: Path) -> RawTable:
+    layout, jrows = read_json_table(path)
+    cols: dict[str, None] = {}
+    rows: list[Row] = []
+    for where, idx, rec in jrows:
+        if "__bad__" in rec:
+            rows.append((where, idx, f"malformed record ({rec['__bad__']})"))
+            continue
+        cols.update(dict.fromkeys(rec))
+        rows.append((where, idx, rec))
+    return RawTable(f"json-{layout}", list(cols), rows)
+
+
+def _read_extxyz(path: Path) -> RawTable:
+    try:
+        from ase.io import iread
+    except ImportError:  # pragma: no cover - ase is an optional dependency
+        raise BadInputError(f"{path}: reading extxyz needs ASE (pip install 'crystalbench[io]')") from None
+    rows: list[Row] = []
+    cols: dict[str, None] = {}
+    frames = iread(str(path), index=":", format="extxyz")
+    while True:
+        where = f"frame {len(rows) + 1}"
+        try:
+            atoms = next(frames)
+        except StopIteration:
+            break
+        except Exception as exc:  # ASE raises many types on broken frames; nothing after can be trusted
+            msg = _first_line(exc) or type(exc).__name__
+            rows.append((where, None, f"unreadable extxyz frame ({msg[:120]}); the rest of the file is ignored"))
+            break
+        fields: Fields = dict(atoms.info)
+        if atoms.calc is not None:
+            for k, v in getattr(atoms.calc, "results", {}).items():
+                fields.setdefault(k, v)
+        cols.update(dict.fromkeys(fields))
+        fields["__atoms__"] = atoms
+        rows.append((where, None, fields))
+    if not rows:
+        raise BadInputError(f"{path}: no extxyz frames found")
+    return RawTable("extxyz", list(cols), rows, structure_key="__atoms__")
+
+
+def _structure_files(folder: Path) -> list[Path]:
+    out = []
+    for p in sorted(folder.iterdir()):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        low = p.name.lower()
+        if low.endswith(STRUCTURE_SUFFIXES) or re.match(r"^(poscar|contcar)", low):
+            out.append(p)
+    return out
+
+
+def input_files(path: Path) -> list[Path]:
+    """The raw files an input consists of (cache keys, provenance checksums)."""
+    if path.is_dir():
+        idp = path / "id_prop.csv"
+        return ([idp] if idp.is_file() else []) + _structure_files(path)
+    return [path]
+
+
+def _read_dir(path: Path, reporter: Reporter) -> RawTable:
+    idp = path / "id_prop.csv"
+    files = _structure_files(path)
+    by_name = {p.name: p for p in files}
+    if not idp.is_file():
+        if not files:
+            raise BadInputError(f"{path}: no id_prop.csv and no CIF/POSCAR files in this directory")
+        return RawTable("dir", [], [(f"file {p.name}", _file_id(p), {"__file__": p}) for p in files], "__file__")
+    rows: list[Row] = []
+    first = True
+    for line, ident, value in _iter_id_prop(idp):
+        if first:
+            first = False
+            if value is not None and not _is_number(value) and _find_file(path, by_name, ident or "") is None:
+                reporter.note(f"{idp} line {line} ({ident},{value}) looks like a header; skipped")
+                continue
+        if ident is None:
+            rows.append((f"id_prop.csv line {line}", None, "expected 'id,target'"))
+            continue
+        found = _find_file(path, by_name, ident)
+        missing = RowError(
+            f"no structure file for id (looked for {ident}, {ident}.cif, {ident}.vasp, POSCAR-{ident}...)",
+            kind="missing structure",
+        )
+        rows.append((f"id_prop.csv line {line}", ident, {"id": ident, "target": value, "__file__": found or missing}))
+    if not rows:
+        raise BadInputError(f"{idp}: file is empty")
+    return RawTable("dir", ["id", "target"], rows, structure_key="__file__")
+
+
+def _iter_id_prop(idp: Path) -> Iterator[tuple[int, str | None, str | None]]:
+    """id_prop.csv rows as (line, id, target) with no header handling; (line, None, None) when malformed."""
+    with open_text(idp) as fh:
+        for n, raw in enumerate(fh, start=1):
+            if not raw.strip() or raw.lstrip().startswith("#"):
+                continue
+            fields = [f.strip() for f in next(csv.reader([raw]))]
+            if len(fields) < 2 or not fields[0]:
+                yield n, None, None
+                continue
+            yield n, fields[0], fields[1]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _file_id(p: Path) -> str:
+    name = p.name
+    for suf in sorted(STRUCTURE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suf):
+            return name[: -len(suf)]
+    return name
+
+
+def _find_file(folder: Path, by_name: dict[str, Path], ident: str) -> Path | None:
+    for suffix in ("", ".cif", ".vasp", ".poscar", ".json", ".cif.gz"):
+        if ident + suffix in by_name:
+            return by_name[ident + suffix]
+    for cand in (f"POSCAR-{ident}", f"POSCAR_{ident}"):
+        if cand in by_name:
+            return by_name[cand]
+    p = folder / ident  # ids with sub-folders ("a/b.cif")
+    if ident and p.is_file() and p.resolve().is_relative_to(folder.resolve()):
+        return p
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# checksums
+# --------------------------------------------------------------------------------------------
+
 
 def file_digest(path: Path) -> str:
     """sha256 of a file's bytes (memoised; the same digest the harness records in provenance)."""
@@ -612,36 +925,9 @@ def files_digest(paths: Sequence[Path], *extra: Any) -> str:
     return h.hexdigest()[:24]
 
 
-def _cache_file(kind: str, name: str, key: str) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80]
-    return cache_dir() / "datasets" / kind / f"{safe}-{key}.json"
-
-
-def read_cache(kind: str, name: str, key: str) -> dict | None:
-    """A cached payload, or None (missing or unreadable: then it is rebuilt)."""
-    p = _cache_file(kind, name, key)
+def cache_write(write: Callable[[], object], where: Path, reporter: Reporter) -> None:
+    """Run a cache write; a read-only or full cache only costs speed, so failure is a note, not an error."""
     try:
-        with open(p, encoding="utf-8") as fh:
-            payload = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(payload, dict) or payload.get("loader_version") != LOADER_VERSION:
-        return None
-    return payload
-
-
-def write_cache(kind: str, name: str, key: str, payload: dict) -> None:
-    """Atomically store a payload; older entries for the same name are removed."""
-    p = _cache_file(kind, name, key)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({**payload, "loader_version": LOADER_VERSION}, fh, separators=(",", ":"))
-        os.replace(tmp, p)
-        stem = p.name[: -len(f"-{key}.json")]
-        for old in p.parent.glob(f"{stem}-*.json"):
-            if old != p and re.fullmatch(re.escape(stem) + r"-[0-9a-f]{24}\.json", old.name):
-                old.unlink(missing_ok=True)
-    except OSError as exc:  # a read-only cache only costs speed
-        print(f"note: could not write cache {p}: {exc.strerror or exc}", file=sys.stderr)
+        write()
+    except OSError as exc:
+        reporter.note(f"could not write cache {where}: {exc.strerror or exc}")

@@ -1,57 +1,73 @@
-"""The public raw datasets behind the property tasks, parsed once and cached.
+"""The public raw datasets behind the built-in tasks, each parsed once into a `Table` and cached.
 
-Each function reads one folder of the data directory (see its PROVENANCE.md)
-into a `Table`: ids, structures (as exact JSON records), numeric label columns
-and counts of what was dropped and why. Tables are cached as JSON in
-`cache_dir()/datasets/tables/`, keyed by the raw files' sha256 and
-`readers.LOADER_VERSION`, and the last few stay in memory: several tasks share
-one table (four tasks read the Petousis dielectric file), so a file is parsed
-once per machine. Parsing every source cold takes ~40 s on a busy 2-core machine
-(CIFs cost ~2.5 ms each); a warm load of a 7.8k-structure task takes ~1.5 s.
+The one ingestion path for shipped data is
+
+    raw file --`readers.read_table`--> rows --`Source.rows`--> `SourceRow`s
+    --`readers.parse_structure` + `structure_problem`--> `Table` --task selection--> `Dataset`
+
+`Source.rows` only says which field is the id, which holds the structure and
+which are labels (one small function per data set, documented in the folder's
+PROVENANCE.md); parsing and the validity filters are shared, so the property
+tasks (`properties`) and the learnability collection (`collection`) agree on
+which structures are usable. Users' own files (`user`) go through the same
+readers and parsers.
+
+A `Table` holds ids, structures as exact JSON records, numeric label columns
+and counts of what was dropped and why. Tables are cached as JSON in the
+``tables`` `Store` of the run's cache directory, keyed by the raw files' sha256
+(a corrupt entry is discarded and rebuilt), and kept in an in-process memo:
+several tasks share one table (four tasks read the Petousis dielectric file),
+so a raw file is parsed once per process and once per cache directory. Parsing
+every source cold takes ~40 s on a busy 2-core machine (CIFs cost ~2.5 ms
+each); a warm load of a 7.8k-structure task takes ~1.5 s.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
 import warnings
-from collections import Counter, OrderedDict
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..harness.errors import DataUnavailableError
 from .readers import (
+    LOADER_VERSION,
     RowError,
+    cache_write,
     files_digest,
-    iter_csv,
     no_gc,
     parse_literal,
     parse_structure,
-    read_cache,
+    process_memo,
+    read_table,
+    structure_from_record,
     structure_problem,
     structure_to_record,
-    write_cache,
 )
+
+if TYPE_CHECKING:
+    from ..harness.context import Reporter, RunContext
+    from ..harness.store import Store
 
 __all__ = [
     "Table",
+    "SourceRow",
+    "Source",
+    "SOURCES",
     "FILES",
+    "MP_STRUCTURE_SOURCES",
     "require",
-    "petretto_phonons",
+    "source_rows",
+    "table",
+    "table_store",
     "gong_labels",
-    "petousis_dielectric",
-    "dejong_piezo",
-    "dejong_elastic",
-    "trachote_elastic",
-    "matcalc",
-    "flla_formation",
     "mp_labels",
     "mp_structures",
-    "macefield_dielectric",
 ]
 
 # Raw files of each source, relative to the data directory.
@@ -77,28 +93,261 @@ FILES: dict[str, tuple[str, ...]] = {
 # Structure sources for MP-id joins, best first: MP primitive cells before the 2015 elastic set's conventional cells.
 MP_STRUCTURE_SOURCES = ("petretto", "petousis", "piezo", "flla", "trachote", "elastic2015")
 
+_TABLES = process_memo(16)
+_LABELS = process_memo(8)
+
 
 @dataclass
 class Table:
     """Parsed rows of one source: ids, structure records, label columns, drop counts."""
 
     ids: list[str]
-    structures: list[dict]
+    structures: list[dict[str, Any]]
     columns: dict[str, list[Any]]
     dropped: dict[str, int] = field(default_factory=dict)
     total: int = 0
 
-    def to_json(self) -> dict:
-        return {"ids": self.ids, "structures": self.structures, "columns": self.columns, "dropped": self.dropped,
-                "total": self.total}
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ids": self.ids,
+            "structures": self.structures,
+            "columns": self.columns,
+            "dropped": self.dropped,
+            "total": self.total,
+        }
 
     @classmethod
-    def from_json(cls, d: dict) -> "Table":
-        return cls(ids=d["ids"], structures=d["structures"], columns=d["columns"], dropped=d.get("dropped", {}),
-                   total=d.get("total", 0))
+    def from_json(cls, d: dict[str, Any]) -> Table:
+        return cls(ids=d["ids"], structures=d["structures"], columns=d["columns"], dropped=d["dropped"],
+                   total=d["total"])
 
     def column(self, name: str) -> np.ndarray:
         return np.array([np.nan if v is None else v for v in self.columns[name]], dtype=float)
+
+    def structure_objects(self) -> tuple[Any, ...]:
+        """pymatgen Structures of every row (built in bulk with the garbage collector paused)."""
+        with no_gc():
+            return tuple(structure_from_record(r) for r in self.structures)
+
+
+def _is_table_json(d: Any) -> bool:
+    """A cache entry that can be a `Table` (anything else is discarded and rebuilt)."""
+    if not isinstance(d, dict) or not all(k in d for k in ("ids", "structures", "columns", "dropped", "total")):
+        return False
+    n = len(d["ids"]) if isinstance(d["ids"], list) else -1
+    return (
+        isinstance(d["structures"], list) and len(d["structures"]) == n
+        and isinstance(d["columns"], dict) and all(isinstance(v, list) and len(v) == n for v in d["columns"].values())
+        and all(isinstance(r, dict) and {"lattice", "species", "frac"} <= set(r) for r in d["structures"])
+    )
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """One entry of a raw source: its id, its structure as stored (text, dict, Atoms) and its labels."""
+
+    ident: str
+    structure: Any
+    labels: dict[str, float | None]
+
+
+RowsFn = Callable[[Sequence[Path], "Reporter"], Iterable["SourceRow | str"]]
+
+
+@dataclass(frozen=True)
+class Source:
+    """A raw data set: its files, label columns and the mapping of raw rows to `SourceRow`s.
+
+    `rows` yields a `SourceRow` per entry, or a string naming why an entry has
+    no usable row (counted in `Table.dropped`).
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    rows: RowsFn
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return FILES[self.name]
+
+
+def num(v: Any) -> float | None:
+    """A finite float or None (empty cells, NaN, text)."""
+    if v is None:
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _records(path: Path, reporter: Reporter) -> Iterator[dict[str, Any] | str]:
+    """The rows of a raw file as field dicts, or a drop reason for a malformed row."""
+    for _where, _idx, rec in read_table(path, reporter).rows:
+        yield rec if isinstance(rec, dict) else "malformed row"
+
+
+def _min_eig(tensor: Any) -> float | None:
+    try:
+        c = np.asarray(parse_literal(tensor) if isinstance(tensor, str) else tensor, dtype=float)
+        if c.shape != (6, 6) or not np.all(np.isfinite(c)):
+            return None
+        return float(np.linalg.eigvalsh((c + c.T) / 2).min())
+    except (RowError, ValueError, TypeError, np.linalg.LinAlgError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# sources: raw rows -> SourceRow
+# --------------------------------------------------------------------------------------------
+
+
+def _petretto(files: Sequence[Path], reporter: Reporter) -> Iterator[SourceRow | str]:
+    """Petretto et al. 2018 DFPT phonons (1521 MP materials; 10 without structure)."""
+    for r in _records(files[0], reporter):
+        if isinstance(r, str):
+            yield r
+        elif not r["structure"].strip():
+            yield "empty structure field"
+        else:
+            yield SourceRow(r["mpid"].strip(), r["structure"], {
+                "asr_breaking": num(r["asr_breaking"]),
+                "eps_electronic": num(r["eps_electronic"]),
+                "eps_total": num(r["eps_total"]),
+                "last_phdos_peak": num(r["last phdos peak"]),
+            })
+
+
+def _with_meta(files: Sequence[Path], reporter: Reporter, labels: Sequence[str]) -> Iterator[SourceRow | str]:
+    """matminer sets whose `meta` column holds the mp-id and the CIF (Petousis, de Jong piezo)."""
+    for r in _records(files[0], reporter):
+        if isinstance(r, str):
+            yield r
+            continue
+        try:
+            meta = parse_literal(r["meta"])
+        except RowError:
+            meta = None
+        if not isinstance(meta, dict):
+            yield "unreadable meta"
+            continue
+        yield SourceRow(str(meta.get("material_id", "")).strip(), meta.get("structure"),
+                        {c: num(r[c]) for c in labels})
+
+
+def _petousis(files: Sequence[Path], reporter: Reporter) -> Iterator[SourceRow | str]:
+    """Petousis et al. 2017 MP DFPT dielectric set (1056 insulators, CIFs inside `meta`)."""
+    return _with_meta(files, reporter, ("band_gap", "poly_electronic", "poly_total", "n"))
+
+
+def _piezo(files: Sequence[Path], reporter: Reporter) -> Iterator[SourceRow | str]:
+    """de Jong et al. 2015 MP piezoelectric set (941, eij_max in C/m^2)."""
+    return _with_meta(files, reporter, ("eij_max",))
+
+
+def _elastic2015(files: Sequence[Path], reporter: Reporter) -> Iterator[SourceRow | str]:
+    """de Jong et al. 2015 elastic tensors (1181; conventional cells for about a third)."""
+    for r in _records(files[0], reporter):
+        if isinstance(r, str):
+            yield r
+            continue
+        yield SourceRow(r["material_id"].strip(), r["structure"], {
+            "K_VRH": num(r["K_VRH"]),
+            "G_VRH": num(r["G_VRH"]),
+            "poisson_ratio": num(r["poisson_ratio"]),
+            "min_eig": _min_eig(r["elastic_tensor"]),
+        })
+
+
+def _trachote(files: Sequence[Path], reporter: Reporter) -> Iterator[SourceRow | str]:
+    """MP elastic tensors, validation split of trachote/predict_elastic_tensor (1211, unfiltered)."""
+    for r in _records(files[0], reporter):
+        if isinstance(r, str):
+            yield r
+            continue
+        yield SourceRow(str(r.get("material_id", "")).strip(), r.get("cif"), {
+            "poisson_ratio": num(r.get("elasticity.poisson_ratio")),
+            "K_Voigt": num(r.get("elasticity.K_Voigt")),
+            "G_Voigt": num(r.get("elasticity.G_Voigt")),
+            "min_eig": _min_eig(r.get("elasticity.elastic_tensor")),
+        })
+
+
+def _matcalc(id_key: str, labels: tuple[str, ...]) -> RowsFn:
+    """matcalc benchmark_data JSON lists (structure dicts, or Python-repr strings of them)."""
+
+    def rows(files: Sequence[Path], reporter: Reporter) -> Iterator[SourceRow | str]:
+        for r in _records(files[0], reporter):
+            if isinstance(r, str):
+                yield r
+                continue
+            yield SourceRow(str(r.get(id_key, "")).strip(), r.get("structure"), {c: num(r.get(c)) for c in labels})
+
+    return rows
+
+
+def _flla(files: Sequence[Path], reporter: Reporter) -> Iterator[SourceRow | str]:
+    """Faber-Lindmaa-von Lilienfeld-Armiento 2015 MP formation energies (3938)."""
+    for r in _records(files[0], reporter):
+        if isinstance(r, str):
+            yield r
+            continue
+        yield SourceRow(r["material_id"].strip(), r["structure"],
+                        {"formation_energy_per_atom": num(r["formation_energy_per_atom"])})
+
+
+def _macefield(files: Sequence[Path], reporter: Reporter) -> Iterator[SourceRow | str]:
+    """MACE-Field MP DFPT (2025) valid+test frames: polycrystalline dielectric and piezo values.
+
+    eps_electronic = mean diagonal of I + 4 pi alpha; eps_total adds the ionic
+    tensor; n = sqrt(eps_electronic); piezo = max |e_ij| of the 3x6 tensor.
+    The file has no material ids: ids are `<file stem>-<frame>`.
+    """
+    for path in files:
+        stem = path.name.removesuffix(".xyz")
+        for i, rec in enumerate(_records(path, reporter)):
+            if isinstance(rec, str):
+                yield rec
+                continue
+            try:
+                alpha = np.asarray(rec["REF_polarisability"], dtype=float).reshape(3, 3)
+                ionic = np.asarray(rec["REF_dielectric_ionic"], dtype=float).reshape(3, 3)
+                piezo = np.asarray(rec["REF_piezoelectric"], dtype=float).reshape(3, 6)
+            except (KeyError, ValueError):
+                yield "missing tensors"
+                continue
+            eps_el = float(np.trace(np.eye(3) + 4 * np.pi * alpha) / 3)
+            yield SourceRow(f"{stem}-{i + 1:04d}", rec["__atoms__"], {
+                "eps_electronic": eps_el,
+                "eps_total": eps_el + float(np.trace(ionic) / 3),
+                "n": math.sqrt(eps_el) if eps_el > 0 else None,
+                "piezo_max": float(np.abs(piezo).max()),
+            })
+
+
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in (
+        Source("petretto", ("asr_breaking", "eps_electronic", "eps_total", "last_phdos_peak"), _petretto),
+        Source("petousis", ("band_gap", "poly_electronic", "poly_total", "n"), _petousis),
+        Source("piezo", ("eij_max",), _piezo),
+        Source("elastic2015", ("K_VRH", "G_VRH", "poisson_ratio", "min_eig"), _elastic2015),
+        Source("trachote", ("poisson_ratio", "K_Voigt", "G_Voigt", "min_eig"), _trachote),
+        Source("matcalc_elastic", ("bulk_modulus_vrh", "shear_modulus_vrh"),
+               _matcalc("mp_id", ("bulk_modulus_vrh", "shear_modulus_vrh"))),
+        Source("matcalc_phonon", ("heat_capacity",), _matcalc("mp_id", ("heat_capacity",))),
+        Source("matcalc_wbm", ("energy", "formation_energy_per_atom"),
+               _matcalc("material_id", ("energy", "formation_energy_per_atom"))),
+        Source("flla", ("formation_energy_per_atom",), _flla),
+        Source("macefield", ("eps_electronic", "eps_total", "n", "piezo_max"), _macefield),
+    )
+}
+
+
+# --------------------------------------------------------------------------------------------
+# tables: SourceRows -> parsed, filtered, cached
+# --------------------------------------------------------------------------------------------
 
 
 class _Builder:
@@ -113,15 +362,15 @@ class _Builder:
         self.t.total += 1
         self.dropped[reason] += 1
 
-    def add(self, ident: str, structure_value: Any, **values: Any) -> None:
-        if not ident:
+    def add(self, row: SourceRow) -> None:
+        if not row.ident:
             self.drop("missing id")
             return
-        if ident in self.seen:
+        if row.ident in self.seen:
             self.drop("duplicate id")
             return
         try:
-            s = parse_structure(structure_value)
+            s = parse_structure(row.structure)
             problem = structure_problem(s)
             if problem is not None:
                 raise problem
@@ -129,37 +378,18 @@ class _Builder:
             self.drop(exc.kind)
             return
         self.t.total += 1
-        self.seen.add(ident)
-        self.t.ids.append(ident)
+        self.seen.add(row.ident)
+        self.t.ids.append(row.ident)
         self.t.structures.append(structure_to_record(s))
         for c in self.t.columns:
-            self.t.columns[c].append(values.get(c))
+            self.t.columns[c].append(row.labels.get(c))
 
     def done(self) -> Table:
         self.t.dropped = dict(self.dropped)
         return self.t
 
 
-def num(v: Any) -> float | None:
-    """A finite float or None (empty cells, NaN, text)."""
-    if v is None:
-        return None
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
-# --------------------------------------------------------------------------------------------
-# caching
-# --------------------------------------------------------------------------------------------
-
-_MEMO: "OrderedDict[tuple[str, str], Table]" = OrderedDict()
-_MEMO_SIZE = 4
-
-
-def require(data_dir: Path, source: str, task: str) -> list[Path]:
+def require(data_dir: Path, source: str) -> list[Path]:
     """The source's files, or DataUnavailableError naming the missing ones."""
     paths = [data_dir / f for f in FILES[source]]
     missing = [p for p in paths if not p.is_file()]
@@ -171,296 +401,123 @@ def require(data_dir: Path, source: str, task: str) -> list[Path]:
     return paths
 
 
-def _cached(name: str, files: Sequence[Path], build: Callable[[], Table]) -> Table:
+def source_rows(ctx: RunContext, name: str) -> Iterator[SourceRow | str]:
+    """The unparsed rows of one source (what a table is built from; also for picking a few entries)."""
+    return iter(SOURCES[name].rows(require(ctx.data_dir, name), ctx.reporter))
+
+
+def table_store(ctx: RunContext) -> Store:
+    """The `Store` of parsed tables in this run's cache directory."""
+    return ctx.cache("tables", LOADER_VERSION)
+
+
+def _cached_table(ctx: RunContext, name: str, files: Sequence[Path], build: Callable[[], Table]) -> Table:
+    """The table from the process memo, else the cache Store, else built (and stored)."""
     key = files_digest(files, name)
-    hit = _MEMO.get((name, key))
-    if hit is not None:
-        _MEMO.move_to_end((name, key))
-        return hit
-    payload = read_cache("tables", name, key)
-    if payload is not None:
-        table = Table.from_json(payload)
-    else:
+
+    def load() -> Table:
+        store = table_store(ctx)
+        hit = store.get_json(key, check=_is_table_json)
+        if hit is not None:
+            return Table.from_json(hit)
         with warnings.catch_warnings(), no_gc():
             warnings.simplefilter("ignore")
-            table = build()
-        write_cache("tables", name, key, table.to_json())
-    _MEMO[(name, key)] = table
-    while len(_MEMO) > _MEMO_SIZE:
-        _MEMO.popitem(last=False)
-    return table
+            fresh = build()
+        cache_write(lambda: store.put_json(key, fresh.to_json()), store.dir, ctx.reporter)
+        return fresh
+
+    return _TABLES.get((name, key), load)
 
 
-def _csv_rows(path: Path) -> Iterable[dict[str, str]]:
-    for _line, _hdr, rec in iter_csv(path):
-        if isinstance(rec, dict) and rec:
-            yield rec
-
-
-# --------------------------------------------------------------------------------------------
-# sources
-# --------------------------------------------------------------------------------------------
-
-
-def petretto_phonons(data_dir: Path, task: str = "") -> Table:
-    """Petretto et al. 2018 DFPT phonons (1521 MP materials; 10 without structure)."""
-    files = require(data_dir, "petretto", task)
+def table(ctx: RunContext, name: str) -> Table:
+    """The parsed `Table` of one source (see `SOURCES`)."""
+    source = SOURCES[name]
+    files = require(ctx.data_dir, name)
 
     def build() -> Table:
-        b = _Builder(["asr_breaking", "eps_electronic", "eps_total", "last_phdos_peak"])
-        for r in _csv_rows(files[0]):
-            if not r["structure"].strip():
-                b.drop("empty structure field")
-                continue
-            b.add(
-                r["mpid"].strip(),
-                r["structure"],
-                asr_breaking=num(r["asr_breaking"]),
-                eps_electronic=num(r["eps_electronic"]),
-                eps_total=num(r["eps_total"]),
-                last_phdos_peak=num(r["last phdos peak"]),
-            )
+        b = _Builder(source.columns)
+        with ctx.progress_bar(None, f"parsing {name}", "rows") as bar:
+            for row in source.rows(files, ctx.reporter):
+                if isinstance(row, str):
+                    b.drop(row)
+                else:
+                    b.add(row)
+                bar.update(1)
         return b.done()
 
-    return _cached("petretto", files, build)
+    return _cached_table(ctx, name, files, build)
 
 
-def gong_labels(data_dir: Path, which: str, task: str = "") -> tuple[dict[str, float], dict[str, str]]:
+def gong_labels(ctx: RunContext, which: str) -> tuple[dict[str, float], dict[str, str]]:
     """The paper authors' labels and their train/test membership: ({id: value}, {id: "train"|"test"})."""
-    files = require(data_dir, f"gong_{which}", task)
-    values: dict[str, float] = {}
-    split: dict[str, str] = {}
-    for path, part in zip(files, ("train", "test")):
-        for r in _csv_rows(path):
-            ident = r["cif_id"].strip()
-            v = num(r["property"])
-            if ident and v is not None and ident not in values:
-                values[ident] = v
-                split[ident] = part
-    return values, split
+    files = require(ctx.data_dir, f"gong_{which}")
+
+    def build() -> tuple[dict[str, float], dict[str, str]]:
+        values: dict[str, float] = {}
+        split: dict[str, str] = {}
+        for path, part in zip(files, ("train", "test")):
+            for r in _records(path, ctx.reporter):
+                if isinstance(r, str):
+                    continue
+                ident = r["cif_id"].strip()
+                v = num(r["property"])
+                if ident and v is not None and ident not in values:
+                    values[ident] = v
+                    split[ident] = part
+        return values, split
+
+    return _LABELS.get(("gong", which, files_digest(files)), build)
 
 
-def petousis_dielectric(data_dir: Path, task: str = "") -> Table:
-    """Petousis et al. 2017 MP DFPT dielectric set (1056 insulators, CIFs inside `meta`)."""
-    files = require(data_dir, "petousis", task)
-
-    def build() -> Table:
-        b = _Builder(["band_gap", "poly_electronic", "poly_total", "n"])
-        for r in _csv_rows(files[0]):
-            try:
-                meta = parse_literal(r["meta"])
-            except RowError:
-                b.drop("unreadable meta")
-                continue
-            b.add(
-                str(meta.get("material_id", "")).strip(),
-                meta.get("structure"),
-                band_gap=num(r["band_gap"]),
-                poly_electronic=num(r["poly_electronic"]),
-                poly_total=num(r["poly_total"]),
-                n=num(r["n"]),
-            )
-        return b.done()
-
-    return _cached("petousis", files, build)
-
-
-def dejong_piezo(data_dir: Path, task: str = "") -> Table:
-    """de Jong et al. 2015 MP piezoelectric set (941, eij_max in C/m^2)."""
-    files = require(data_dir, "piezo", task)
-
-    def build() -> Table:
-        b = _Builder(["eij_max"])
-        for r in _csv_rows(files[0]):
-            try:
-                meta = parse_literal(r["meta"])
-            except RowError:
-                b.drop("unreadable meta")
-                continue
-            b.add(str(meta.get("material_id", "")).strip(), meta.get("structure"), eij_max=num(r["eij_max"]))
-        return b.done()
-
-    return _cached("piezo", files, build)
-
-
-def _min_eig(tensor: Any) -> float | None:
-    try:
-        c = np.asarray(parse_literal(tensor) if isinstance(tensor, str) else tensor, dtype=float)
-        if c.shape != (6, 6) or not np.all(np.isfinite(c)):
-            return None
-        return float(np.linalg.eigvalsh((c + c.T) / 2).min())
-    except (RowError, ValueError, TypeError, np.linalg.LinAlgError):
-        return None
-
-
-def dejong_elastic(data_dir: Path, task: str = "") -> Table:
-    """de Jong et al. 2015 elastic tensors (1181; conventional cells for about a third)."""
-    files = require(data_dir, "elastic2015", task)
-
-    def build() -> Table:
-        b = _Builder(["K_VRH", "G_VRH", "poisson_ratio", "min_eig"])
-        for r in _csv_rows(files[0]):
-            b.add(
-                r["material_id"].strip(),
-                r["structure"],
-                K_VRH=num(r["K_VRH"]),
-                G_VRH=num(r["G_VRH"]),
-                poisson_ratio=num(r["poisson_ratio"]),
-                min_eig=_min_eig(r["elastic_tensor"]),
-            )
-        return b.done()
-
-    return _cached("elastic2015", files, build)
-
-
-def trachote_elastic(data_dir: Path, task: str = "") -> Table:
-    """MP elastic tensors, validation split of trachote/predict_elastic_tensor (1211, unfiltered)."""
-    files = require(data_dir, "trachote", task)
-
-    def build() -> Table:
-        with open(files[0], encoding="utf-8") as fh:
-            cols = json.load(fh)
-        b = _Builder(["poisson_ratio", "K_Voigt", "G_Voigt", "min_eig"])
-        for key in cols["material_id"]:
-            b.add(
-                str(cols["material_id"][key]),
-                cols["cif"].get(key),
-                poisson_ratio=num(cols["elasticity.poisson_ratio"].get(key)),
-                K_Voigt=num(cols["elasticity.K_Voigt"].get(key)),
-                G_Voigt=num(cols["elasticity.G_Voigt"].get(key)),
-                min_eig=_min_eig(cols["elasticity.elastic_tensor"].get(key)),
-            )
-        return b.done()
-
-    return _cached("trachote", files, build)
-
-
-_MATCALC = {
-    "matcalc_elastic": ("mp_id", ("bulk_modulus_vrh", "shear_modulus_vrh")),
-    "matcalc_phonon": ("mp_id", ("heat_capacity",)),
-    "matcalc_wbm": ("material_id", ("energy", "formation_energy_per_atom")),
-}
-
-
-def matcalc(data_dir: Path, which: str, task: str = "") -> Table:
-    """matcalc benchmark_data JSON lists (structure dicts, or Python-repr strings of them)."""
-    files = require(data_dir, which, task)
-    id_key, cols = _MATCALC[which]
-
-    def build() -> Table:
-        with gzip.open(files[0], "rt", encoding="utf-8") as fh:
-            records = json.load(fh)
-        b = _Builder(cols)
-        for rec in records:
-            b.add(str(rec.get(id_key, "")).strip(), rec.get("structure"), **{c: num(rec.get(c)) for c in cols})
-        return b.done()
-
-    return _cached(which, files, build)
-
-
-def flla_formation(data_dir: Path, task: str = "") -> Table:
-    """Faber-Lindmaa-von Lilienfeld-Armiento 2015 MP formation energies (3938)."""
-    files = require(data_dir, "flla", task)
-
-    def build() -> Table:
-        b = _Builder(["formation_energy_per_atom"])
-        for r in _csv_rows(files[0]):
-            b.add(r["material_id"].strip(), r["structure"], formation_energy_per_atom=num(r["formation_energy_per_atom"]))
-        return b.done()
-
-    return _cached("flla", files, build)
-
-
-def mp_labels(data_dir: Path, task: str = "") -> dict[str, tuple[str, float | None, float | None]]:
+def mp_labels(ctx: RunContext) -> dict[str, tuple[str, float | None, float | None]]:
     """mp_nostruct labels (no structures): {mp-id: (pretty_formula, band_gap eV, total_magnetization muB/cell)}."""
-    files = require(data_dir, "mp_nostruct", task)
-    out = {}
-    for r in _csv_rows(files[0]):
-        out[r["material_id"].strip()] = (r["pretty_formula"].strip(), num(r["band_gap"]), num(r["total_magnetization"]))
-    return out
+    files = require(ctx.data_dir, "mp_nostruct")
+
+    def build() -> dict[str, tuple[str, float | None, float | None]]:
+        out: dict[str, tuple[str, float | None, float | None]] = {}
+        for r in _records(files[0], ctx.reporter):
+            if not isinstance(r, str):
+                out[r["material_id"].strip()] = (r["pretty_formula"].strip(), num(r["band_gap"]),
+                                                 num(r["total_magnetization"]))
+        return out
+
+    return _LABELS.get(("mp_nostruct", files_digest(files)), build)
 
 
-def mp_structures(data_dir: Path, task: str = "") -> Table:
+def mp_structures(ctx: RunContext) -> Table:
     """One structure per MP id from every local MP structure source, best source first.
 
     The 2015 elastic set stores conventional cells for about a third of its
     entries; those are reduced to the primitive cell (spglib, symprec 0.01) so
     per-cell MP labels (total magnetization) refer to the same cell.
     """
-    files = [p for s in MP_STRUCTURE_SOURCES for p in require(data_dir, s, task)]
-    loaders: dict[str, Callable[[Path, str], Table]] = {
-        "petretto": petretto_phonons,
-        "petousis": petousis_dielectric,
-        "piezo": dejong_piezo,
-        "flla": flla_formation,
-        "trachote": trachote_elastic,
-        "elastic2015": dejong_elastic,
-    }
+    files = [p for s in MP_STRUCTURE_SOURCES for p in require(ctx.data_dir, s)]
 
     def build() -> Table:
-        from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-        from .readers import structure_from_record
-
-        b = Table(ids=[], structures=[], columns={"source": []})
+        out = Table(ids=[], structures=[], columns={"source": []})
         seen: set[str] = set()
         for src in MP_STRUCTURE_SOURCES:
-            t = loaders[src](data_dir, task)
+            t = table(ctx, src)
             for ident, rec in zip(t.ids, t.structures):
                 if ident in seen:
                     continue
                 seen.add(ident)
-                if src == "elastic2015":
-                    s = structure_from_record(rec)
-                    try:
-                        prim = SpacegroupAnalyzer(s, symprec=0.01).find_primitive()
-                    except Exception:  # spglib failure: keep the cell as given
-                        prim = None
-                    if prim is not None and len(prim) < len(s):
-                        rec = structure_to_record(prim)
-                b.ids.append(ident)
-                b.structures.append(rec)
-                b.columns["source"].append(src)
-        b.total = len(b.ids)
-        return b
+                out.ids.append(ident)
+                out.structures.append(_primitive(rec) if src == "elastic2015" else rec)
+                out.columns["source"].append(src)
+        out.total = len(out.ids)
+        return out
 
-    return _cached("mp_structures", files, build)
+    return _cached_table(ctx, "mp_structures", files, build)
 
 
-def macefield_dielectric(data_dir: Path, task: str = "") -> Table:
-    """MACE-Field MP DFPT (2025) valid+test frames: polycrystalline dielectric and piezo values.
+def _primitive(rec: dict[str, Any]) -> dict[str, Any]:
+    """The record of the primitive cell when spglib finds a smaller one, else `rec` unchanged."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    eps_electronic = mean diagonal of I + 4 pi alpha; eps_total adds the ionic
-    tensor; n = sqrt(eps_electronic); piezo = max |e_ij| of the 3x6 tensor.
-    The file has no material ids: ids are `<file stem>-<frame>`.
-    """
-    files = require(data_dir, "macefield", task)
-
-    def build() -> Table:
-        from ase.io import iread
-
-        b = _Builder(["eps_electronic", "eps_total", "n", "piezo_max"])
-        for path in files:
-            stem = path.name.removesuffix(".xyz")
-            for i, atoms in enumerate(iread(str(path), index=":", format="extxyz")):
-                info = atoms.info
-                try:
-                    alpha = np.asarray(info["REF_polarisability"], dtype=float).reshape(3, 3)
-                    ionic = np.asarray(info["REF_dielectric_ionic"], dtype=float).reshape(3, 3)
-                    piezo = np.asarray(info["REF_piezoelectric"], dtype=float).reshape(3, 6)
-                except (KeyError, ValueError):
-                    b.drop("missing tensors")
-                    continue
-                eps_el = float(np.trace(np.eye(3) + 4 * np.pi * alpha) / 3)
-                eps_tot = eps_el + float(np.trace(ionic) / 3)
-                b.add(
-                    f"{stem}-{i + 1:04d}",
-                    atoms,
-                    eps_electronic=eps_el,
-                    eps_total=eps_tot,
-                    n=math.sqrt(eps_el) if eps_el > 0 else None,
-                    piezo_max=float(np.abs(piezo).max()),
-                )
-        return b.done()
-
-    return _cached("macefield", files, build)
+    s = structure_from_record(rec)
+    try:
+        prim = SpacegroupAnalyzer(s, symprec=0.01).find_primitive()
+    except Exception:  # spglib failure: keep the cell as given
+        return rec
+    return structure_to_record(prim) if prim is not None and len(prim) < len(s) else rec

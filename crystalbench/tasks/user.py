@@ -2,7 +2,8 @@
 
 `bench run -m MODEL --data PATH --target COLUMN` calls `user_task`, and
 `bench featurize --data PATH` calls `load_user_dataset`. Supported inputs
-(gzip-compressed variants too):
+(gzip-compressed variants too), all read by `readers.read_table`, the reader
+the built-in sources use:
 
 * CSV/TSV with a structure column holding CIF text, POSCAR text or pymatgen
   Structure dicts (JSON or Python repr, read with `ast.literal_eval`), or a
@@ -13,274 +14,110 @@
   no header, `id,target` per line, structure file `<id>` or `<id>.cif`...);
 * extended XYZ read with ASE (target from the frame info or its energy).
 
+Structure dicts are untrusted input: only pymatgen Structure/IStructure dicts
+are decoded (`readers.parse_structure` checks ``@module``/``@class`` before
+pymatgen sees them), so a row cannot make the loader import anything.
+
 Bad rows (malformed CIF, missing/NaN/inf target, disordered sites, no atoms,
-duplicate ids...) are skipped with one warning line each and a count, or raise
-`BadInputError` in strict mode. An input with no usable row is an error.
+duplicate ids, foreign objects...) are skipped with one warning each and a
+count, or raise `BadInputError` in strict mode. An input with no usable row is
+an error, and so is a target that cannot be learned: a constant regression
+target, a classification target with one class, or a continuous column given
+as a classification target.
+
+Parsed inputs are cached in the ``user`` `Store` of the run's cache directory,
+keyed by the files' sha256 and the loading options, and memoised per process,
+so a task's `split_ids` never parses the file again. The loading options
+(task type, columns, split) are also part of a user task's `version`, so the
+same file benchmarked another way is a new job, not a resumed one.
 
 TOML task files register reusable tasks: the `usertasks` plugin reads `*.toml`
-from `$CRYSTALBENCH_TASKS_DIR` (os.pathsep-separated) and `<data_dir>/tasks/`.
-The format is documented in docs/data.md and in `tasks_from_toml`.
+from `$CRYSTALBENCH_TASKS_DIR` (os.pathsep-separated, see `settings`) and
+`<data_dir>/tasks/`. The format is documented in docs/data.md and in
+`tasks_from_toml`.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import difflib
 import math
 import os
 import re
-import sys
 import tomllib
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
+from ..harness.context import Reporter, RunContext
 from ..harness.dataset import Dataset
 from ..harness.errors import BadInputError, CrystalbenchError
 from ..harness.hookspecs import hookimpl
-from ..harness.paths import data_dir as default_data_dir
-from ..harness.specs import SplitIds, TaskSpec
+from ..harness.specs import SplitIds, TaskSpec, valid_name
+from ..harness.store import digest
+from . import settings
 from .readers import (
+    LOADER_VERSION,
     BadRow,
+    RawTable,
     RowError,
     RowLog,
+    cache_write,
     files_digest,
+    input_files,
     iter_csv,
     no_gc,
-    open_text,
     parse_composition,
     parse_float,
     parse_literal,
     parse_structure,
-    read_cache,
-    read_json_table,
+    process_memo,
+    read_table,
     structure_from_record,
     structure_problem,
     structure_to_record,
-    write_cache,
+    table_format,
 )
 
 __all__ = ["load_user_dataset", "user_task", "tasks_from_toml", "task_dirs", "bench_tasks", "TASKS_ENV"]
 
-TASKS_ENV = "CRYSTALBENCH_TASKS_DIR"
+TASKS_ENV = settings.TASKS_ENV
+TASK_VERSION = "1"
+TaskType = Literal["regression", "classification"]
+Provides = Literal["structure", "composition"]
 
 STRUCTURE_COLUMNS = (
     "structure", "structures", "cif", "atoms", "poscar", "initial_structure", "final_structure", "crystal", "struct",
 )
 COMPOSITION_COLUMNS = ("composition", "formula", "pretty_formula", "reduced_formula", "compound")
 ID_COLUMNS = ("id", "material_id", "mpid", "mp_id", "task_id", "jid", "cif_id", "name", "identifier", "uid")
-STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".json", ".cif.gz", ".vasp.gz", ".json.gz")
 _MAX_SKIPPED_IN_META = 1000
+_MIN_DISTINCT_FOR_CONTINUOUS = 10  # fewer distinct integer labels than this are always accepted as classes
 
 _SPLIT_NAMES = {
     "train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "test": "test",
     "testing": "test",
 }
 
-
-# --------------------------------------------------------------------------------------------
-# reading any supported input into generic rows
-# --------------------------------------------------------------------------------------------
+_PAYLOADS = process_memo(8)
+_DATASETS = process_memo(8)
 
 
-@dataclasses.dataclass
-class _Raw:
-    """A user file read into rows: (where, default id, fields dict | error string).
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    """How a user's file is read: part of the cache key of its parsed payload."""
 
-    structure_key: the fixed field holding each row's structure (extxyz frames,
-    id_prop files); None for tables, whose structure column is chosen later.
-    """
+    target: str | None
+    structure_column: str | None
+    id_column: str | None
+    task_type: TaskType
+    split_column: str | None
 
-    fmt: str
-    columns: list[str]
-    rows: list[tuple[str, Any, Any]]
-    structure_key: str | None = None
-
-
-def _kind(path: Path) -> str:
-    if path.is_dir():
-        return "dir"
-    name = path.name.lower().removesuffix(".gz")
-    if name.endswith((".csv", ".tsv", ".tab", ".txt")):
-        return "csv"
-    if name.endswith(".json"):
-        return "json"
-    if name.endswith((".xyz", ".extxyz")):
-        return "extxyz"
-    raise BadInputError(
-        f"{path}: unsupported data format {path.suffix!r} (use a CSV, pymatgen/pandas JSON, extxyz file, "
-        "or a directory of CIF/POSCAR files with id_prop.csv)"
-    )
-
-
-def _check_path(path: Path) -> Path:
-    if not path.exists():
-        raise BadInputError(f"{path}: no such file or directory")
-    if path.is_file():
-        if path.stat().st_size == 0:
-            raise BadInputError(f"{path}: file is empty")
-        if not os.access(path, os.R_OK):
-            raise BadInputError(f"{path}: file is not readable (permissions)")
-    return path
-
-
-def _structure_files(folder: Path) -> list[Path]:
-    out = []
-    for p in sorted(folder.iterdir()):
-        if not p.is_file() or p.name.startswith("."):
-            continue
-        low = p.name.lower()
-        if low.endswith(STRUCTURE_SUFFIXES) or re.match(r"^(poscar|contcar)", low):
-            out.append(p)
-    return out
-
-
-def _input_files(path: Path) -> list[Path]:
-    """The raw files an input consists of (cache key, provenance checksums)."""
-    if path.is_dir():
-        files = _structure_files(path)
-        idp = path / "id_prop.csv"
-        return ([idp] if idp.is_file() else []) + files
-    return [path]
-
-
-def _read_raw(path: Path, fmt: str) -> _Raw:
-    if fmt == "csv":
-        rows: list[tuple[str, Any, Any]] = []
-        header: list[str] = []
-        for line, hdr, rec in iter_csv(path):
-            if rec == {} and not header:
-                header = hdr or []
-                continue
-            rows.append((f"line {line}", None, rec))
-        if not header:
-            raise BadInputError(f"{path}: no header line found (empty CSV?)")
-        return _Raw("csv", header, rows)
-    if fmt == "json":
-        layout, jrows = read_json_table(path)
-        cols: list[str] = []
-        for _, _, rec in jrows:
-            for k in rec:
-                if k not in cols and k != "__bad__":
-                    cols.append(k)
-        rows = [(w, idx, rec if "__bad__" not in rec else f"malformed record ({rec['__bad__']})") for w, idx, rec in jrows]
-        return _Raw(f"json-{layout}", cols, rows)
-    if fmt == "extxyz":
-        return _read_extxyz(path)
-    return _read_dir(path)
-
-
-def _read_extxyz(path: Path) -> _Raw:
-    try:
-        from ase.io import iread
-    except ImportError:  # pragma: no cover - ase is an optional dependency
-        raise BadInputError(f"{path}: reading extxyz needs ASE (pip install 'crystalbench[io]')") from None
-    rows: list[tuple[str, Any, Any]] = []
-    cols: list[str] = []
-    it = iread(str(path), index=":", format="extxyz")
-    i = 0
-    while True:
-        try:
-            atoms = next(it)
-        except StopIteration:
-            break
-        except Exception as exc:  # ASE raises many types on broken frames; nothing after can be trusted
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            rows.append((f"frame {i + 1}", None, f"unreadable extxyz frame ({msg[:120]}); the rest of the file is ignored"))
-            break
-        fields: dict[str, Any] = dict(atoms.info)
-        if atoms.calc is not None:
-            for k, v in getattr(atoms.calc, "results", {}).items():
-                fields.setdefault(k, v)
-        fields["__atoms__"] = atoms
-        for k in fields:
-            if k not in cols and k != "__atoms__":
-                cols.append(k)
-        rows.append((f"frame {i + 1}", None, fields))
-        i += 1
-    if not rows:
-        raise BadInputError(f"{path}: no extxyz frames found")
-    return _Raw("extxyz", cols, rows, structure_key="__atoms__")
-
-
-def _read_dir(path: Path) -> _Raw:
-    idp = path / "id_prop.csv"
-    files = _structure_files(path)
-    by_name = {p.name: p for p in files}
-    if not idp.is_file():
-        if not files:
-            raise BadInputError(f"{path}: no id_prop.csv and no CIF/POSCAR files in this directory")
-        rows = [(f"file {p.name}", _file_id(p), {"__file__": p}) for p in files]
-        return _Raw("dir", [], rows, structure_key="__file__")
-    rows = []
-    first = True
-    for line, _hdr, rec in _iter_id_prop(idp):
-        ident, value = rec
-        if first:
-            first = False
-            if value is not None and not _is_number(value) and _find_file(path, by_name, ident) is None:
-                print(f"note: {idp} line {line} ({ident},{value}) looks like a header; skipped", file=sys.stderr)
-                continue
-        if ident is None:
-            rows.append((f"id_prop.csv line {line}", None, "expected 'id,target'"))
-            continue
-        f = _find_file(path, by_name, ident)
-        fields = {"id": ident, "target": value, "__file__": f}
-        if f is None:
-            fields["__file__"] = RowError(
-                f"no structure file for id (looked for {ident}, {ident}.cif, {ident}.vasp, POSCAR-{ident}...)",
-                kind="missing structure",
-            )
-        rows.append((f"id_prop.csv line {line}", ident, fields))
-    if not rows:
-        raise BadInputError(f"{idp}: file is empty")
-    return _Raw("dir", ["id", "target"], rows, structure_key="__file__")
-
-
-def _iter_id_prop(idp: Path):
-    """id_prop.csv rows as (line, None, (id, target)) with no header handling."""
-    with open_text(idp) as fh:
-        for n, raw in enumerate(fh, start=1):
-            if not raw.strip() or raw.lstrip().startswith("#"):
-                continue
-            fields = next(csv.reader([raw]))
-            fields = [f.strip() for f in fields]
-            if len(fields) < 2 or not fields[0]:
-                yield n, None, (None, None)
-                continue
-            yield n, None, (fields[0], fields[1])
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
-def _file_id(p: Path) -> str:
-    name = p.name
-    for suf in sorted(STRUCTURE_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suf):
-            return name[: -len(suf)]
-    return name
-
-
-def _find_file(folder: Path, by_name: dict[str, Path], ident: str) -> Path | None:
-    for suffix in ("", ".cif", ".vasp", ".poscar", ".json", ".cif.gz"):
-        cand = ident + suffix
-        if cand in by_name:
-            return by_name[cand]
-    for cand in (f"POSCAR-{ident}", f"POSCAR_{ident}"):
-        if cand in by_name:
-            return by_name[cand]
-    p = folder / ident  # ids with sub-folders ("a/b.cif")
-    if p.is_file() and p.resolve().is_relative_to(folder.resolve()):
-        return p
-    return None
+    def key(self, files: Sequence[Path], fmt: str) -> str:
+        return files_digest(files, fmt, self.target, self.structure_column, self.id_column, self.task_type,
+                            self.split_column)
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,7 +125,7 @@ def _find_file(folder: Path, by_name: dict[str, Path], ident: str) -> Path | Non
 # --------------------------------------------------------------------------------------------
 
 
-def _column_value(fields: dict, col: str) -> Any:
+def _column_value(fields: dict[str, Any], col: str) -> Any:
     """fields[col], or a dotted path into a dict-valued column ("meta.structure")."""
     if col in fields:
         return fields[col]
@@ -303,7 +140,7 @@ def _column_value(fields: dict, col: str) -> Any:
     raise RowError(f"no {col!r} value", kind="missing structure")
 
 
-def _resolve_column(raw: _Raw, col: str, what: str, path: Path) -> str:
+def _resolve_column(raw: RawTable, col: str, what: str, path: Path) -> str:
     if col in raw.columns:
         return col
     lowered = {c.lower(): c for c in raw.columns}
@@ -318,7 +155,7 @@ def _resolve_column(raw: _Raw, col: str, what: str, path: Path) -> str:
     raise BadInputError(f"{path}: no {what} column {col!r}{hint} (columns: {shown})")
 
 
-def _sample_values(raw: _Raw, col: str, n: int = 3) -> list[Any]:
+def _sample_values(raw: RawTable, col: str, n: int = 3) -> list[Any]:
     out = []
     for _, _, rec in raw.rows:
         if isinstance(rec, dict):
@@ -332,19 +169,18 @@ def _sample_values(raw: _Raw, col: str, n: int = 3) -> list[Any]:
 
 def _looks_like_structure(v: Any) -> bool:
     if isinstance(v, dict):
-        return "lattice" in v and "sites" in v or isinstance(v.get("structure"), dict)
+        return ("lattice" in v and "sites" in v) or isinstance(v.get("structure"), dict)
     if isinstance(v, str):
         t = v.lstrip()
         return ("_cell_length_a" in v) or (t.startswith("{") and "lattice" in t[:2000] and "sites" in t)
     return type(v).__name__ in ("Structure", "IStructure")
 
 
-def _pick_structure_column(raw: _Raw, requested: str | None, path: Path) -> tuple[str, str]:
+def _pick_structure_column(raw: RawTable, requested: str | None, path: Path) -> tuple[str, Provides]:
     """(column, "structure" | "composition")."""
     if requested:
         col = _resolve_column(raw, requested, "structure", path)
-        kind = "composition" if col.lower() in COMPOSITION_COLUMNS else "structure"
-        return col, kind
+        return col, "composition" if col.lower() in COMPOSITION_COLUMNS else "structure"
     lowered = {c.lower(): c for c in raw.columns}
     for name in STRUCTURE_COLUMNS:
         if name in lowered:
@@ -363,15 +199,20 @@ def _pick_structure_column(raw: _Raw, requested: str | None, path: Path) -> tupl
     )
 
 
-def _pick_id_column(raw: _Raw, requested: str | None, path: Path, exclude: Iterable[str]) -> str | None:
+def _pick_id_column(raw: RawTable, requested: str | None, path: Path, exclude: Iterable[str]) -> str | None:
     if requested:
         return _resolve_column(raw, requested, "id", path)
     skip = {c.lower() for c in exclude if c}
     lowered = {c.lower(): c for c in raw.columns if c.lower() not in skip}
-    for name in ID_COLUMNS:
-        if name in lowered:
-            return lowered[name]
-    return None
+    return next((lowered[name] for name in ID_COLUMNS if name in lowered), None)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 def _label(value: Any) -> str:
@@ -399,169 +240,216 @@ def _sort_classes(labels: Iterable[str]) -> tuple[str, ...]:
 
 
 # --------------------------------------------------------------------------------------------
-# the loader
+# rows -> payload (the cached, JSON-ready parse of one input)
 # --------------------------------------------------------------------------------------------
 
 
-def load_user_dataset(
-    path: str | os.PathLike,
-    *,
-    target: str | None = None,
-    structure_column: str | None = None,
-    id_column: str | None = None,
-    strict: bool = False,
-    task_type: str = "regression",
-    split_column: str | None = None,
-    name: str | None = None,
-    quiet: bool = False,
-) -> Dataset:
-    """Read a user's data file or directory into a Dataset, skipping and reporting bad rows.
-
-    target: the target column (None -> NaN targets, for featurizing only).
-    structure_column / id_column: override auto-detection; dotted names reach into
-        dict-valued columns (e.g. "meta.structure").
-    strict: raise BadInputError at the first bad row instead of skipping it.
-    task_type: "classification" turns target values into class indices.
-    split_column: a column of train/val/test labels kept in `meta["split"]`
-        (used by tasks with protocol "file").
-    quiet: do not print the bad-row report (it is still in `meta["skipped"]`).
-    Parsed results are cached by file checksum, so a second load is fast.
-    """
-    path = _check_path(Path(path).expanduser())
-    if task_type not in ("regression", "classification"):
-        raise BadInputError(f"task type {task_type!r} is not 'regression' or 'classification'")
-    fmt = _kind(path)
-    files = _input_files(path)
-    if not files:
-        raise BadInputError(f"{path}: no data files found")
-    ds_name = name or _slug(path.name)
-    key = files_digest(files, fmt, target, structure_column, id_column, task_type, split_column)
-    source = str(path)
-    log = RowLog(source, strict=strict)
-    payload = read_cache("user", ds_name, key)
-    if payload is None:
-        with no_gc():
-            payload = _parse(
-                path, fmt, target, structure_column, id_column, task_type, split_column, RowLog(source, strict=strict)
-            )
-        if not payload["ids"]:
-            _report(log, payload, quiet=quiet)
-            first = f"; first: {BadRow.from_json(payload['bad'][0]).describe(source)}" if payload["bad"] else ""
-            raise BadInputError(f"{path}: no usable rows ({len(payload['bad'])} of {payload['total']} bad){first}")
-        write_cache("user", ds_name, key, payload)
-    _report(log, payload, quiet=quiet)  # replays cached bad rows too (strict raises here on a warm load)
-    return _dataset_from_payload(payload, ds_name, path, files)
+def _check_path(path: Path) -> Path:
+    if not path.exists():
+        raise BadInputError(f"{path}: no such file or directory")
+    if path.is_file():
+        if path.stat().st_size == 0:
+            raise BadInputError(f"{path}: file is empty")
+        if not os.access(path, os.R_OK):
+            raise BadInputError(f"{path}: file is not readable (permissions)")
+    return path
 
 
-def _report(log: RowLog, payload: dict, *, quiet: bool) -> None:
-    log.extend([BadRow.from_json(b) for b in payload["bad"]])
-    if not quiet:
-        log.report(payload["total"])
+def _task_type(text: str) -> TaskType:
+    if text == "regression":
+        return "regression"
+    if text == "classification":
+        return "classification"
+    raise BadInputError(f"task type {text!r} is not 'regression' or 'classification'")
 
 
-def _parse(
-    path: Path,
-    fmt: str,
-    target: str | None,
-    structure_column: str | None,
-    id_column: str | None,
-    task_type: str,
-    split_column: str | None,
-    log: RowLog,
-) -> dict:
-    raw = _read_raw(path, fmt)
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.")
+
+
+@dataclasses.dataclass
+class _Columns:
+    """The columns chosen for one input."""
+
+    structure: str
+    kind: Provides
+    target: str | None
+    ident: str | None
+    split: str | None
+
+
+def _choose_columns(raw: RawTable, opts: _Options, path: Path, reporter: Reporter) -> _Columns:
+    skind: Provides = "structure"
     if raw.structure_key is not None:
-        scol, skind = raw.structure_key, "structure"
-        if structure_column and fmt != "dir":
-            print(f"note: {path}: --structure-column is ignored for {fmt} input (each frame is a structure)",
-                  file=sys.stderr)
+        scol = raw.structure_key
+        if opts.structure_column and raw.fmt != "dir":
+            reporter.note(f"{path}: --structure-column is ignored for {raw.fmt} input (each frame is a structure)")
     else:
-        scol, skind = _pick_structure_column(raw, structure_column, path)
+        scol, skind = _pick_structure_column(raw, opts.structure_column, path)
     tcol = None
-    if target is not None:
-        tcol = "target" if fmt == "dir" else _resolve_column(raw, target, "target", path)
-    if fmt == "dir":
+    if opts.target is not None:
+        tcol = "target" if raw.fmt == "dir" else _resolve_column(raw, opts.target, "target", path)
+    if raw.fmt == "dir":
         icol = "id" if raw.columns else None
     else:
-        icol = _pick_id_column(raw, id_column, path, exclude=(scol, tcol or ""))
-    scol_split = _resolve_column(raw, split_column, "split", path) if split_column else None
+        icol = _pick_id_column(raw, opts.id_column, path, exclude=(scol, tcol or ""))
+    split = _resolve_column(raw, opts.split_column, "split", path) if opts.split_column else None
+    return _Columns(scol, skind, tcol, icol, split)
 
-    ids: list[str] = []
-    targets: list[Any] = []
-    structures: list[dict] = []
-    compositions: list[dict] = []
-    splits: list[str] = []
-    first_seen: dict[str, str] = {}
+
+class _Parsed:
+    """Accumulates the usable rows of one input."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.targets: list[Any] = []
+        self.structures: list[dict[str, Any]] = []
+        self.compositions: list[dict[str, float]] = []
+        self.splits: list[str] = []
+        self.first_seen: dict[str, str] = {}
+
+
+def _row_id(rec: dict[str, Any], cols: _Columns, default_id: Any, fallback: str) -> str:
+    if cols.ident is not None:
+        v = _column_value(rec, cols.ident)
+        if v is None or (isinstance(v, float) and math.isnan(v)) or not str(v).strip():
+            raise RowError("empty id", kind="missing id")
+        return str(v).strip()
+    return str(default_id) if default_id is not None else fallback
+
+
+def _parse_row(out: _Parsed, where: str, rec: dict[str, Any], ident: str, cols: _Columns, opts: _Options) -> None:
+    """Append one row to `out`, or raise RowError (then nothing is appended)."""
+    if ident in out.first_seen:
+        raise RowError(f"duplicate id (first seen at {out.first_seen[ident]})", kind="duplicate id")
+    out.first_seen[ident] = where
+    y: Any = None
+    if cols.target is not None:
+        value = _column_value(rec, cols.target)
+        y = _label(value) if opts.task_type == "classification" else parse_float(value, "target")
+    split = None
+    if cols.split is not None:
+        lab = str(_column_value(rec, cols.split) or "").strip().lower()
+        if lab not in _SPLIT_NAMES:
+            raise RowError(f"split value {lab!r} is not train/val/test", kind="bad split label")
+        split = _SPLIT_NAMES[lab]
+    value = rec.get(cols.structure) if cols.structure in rec else _column_value(rec, cols.structure)
+    if isinstance(value, RowError):
+        raise value
+    if cols.kind == "composition":
+        comp = parse_composition(value)
+        out.compositions.append({str(el): float(amt) for el, amt in comp.items()})
+    else:
+        s = parse_structure(value)
+        problem = structure_problem(s)
+        if problem is not None:
+            raise problem
+        out.structures.append(structure_to_record(s))
+    out.ids.append(ident)
+    out.targets.append(y)
+    if split is not None:
+        out.splits.append(split)
+
+
+def _parse(path: Path, opts: _Options, log: RowLog, reporter: Reporter) -> dict[str, Any]:
+    """Read and parse one input into a JSON-ready payload (bad rows go to `log`)."""
+    raw = read_table(path, reporter)
+    cols = _choose_columns(raw, opts, path, reporter)
+    out = _Parsed()
     stem = _slug(path.name.split(".")[0]) or "row"
     for n, (where, default_id, rec) in enumerate(raw.rows):
-        ident = None
         if isinstance(rec, str):
             log.bad(where, None, rec, kind="malformed row")
             continue
+        ident = None
         try:
-            if icol is not None:
-                v = _column_value(rec, icol)
-                if v is None or (isinstance(v, float) and math.isnan(v)) or not str(v).strip():
-                    raise RowError("empty id", kind="missing id")
-                ident = str(v).strip()
-            elif default_id is not None:
-                ident = str(default_id)
-            else:
-                ident = f"{stem}-{n + 1}"
-            if ident in first_seen:
-                raise RowError(f"duplicate id (first seen at {first_seen[ident]})", kind="duplicate id")
-            first_seen[ident] = where
-            if tcol is None:
-                y: Any = None
-            elif task_type == "classification":
-                y = _label(_column_value(rec, tcol))
-            else:
-                y = parse_float(_column_value(rec, tcol), "target")
-            split = None
-            if scol_split is not None:
-                lab = str(_column_value(rec, scol_split) or "").strip().lower()
-                if lab not in _SPLIT_NAMES:
-                    raise RowError(f"split value {lab!r} is not train/val/test", kind="bad split label")
-                split = _SPLIT_NAMES[lab]
-            value = rec.get(scol) if scol in rec else _column_value(rec, scol)
-            if isinstance(value, RowError):
-                raise value
-            if skind == "composition":
-                comp = parse_composition(value)
-                compositions.append({str(el): float(amt) for el, amt in comp.items()})
-            else:
-                s = parse_structure(value)
-                problem = structure_problem(s)
-                if problem is not None:
-                    raise problem
-                structures.append(structure_to_record(s))
+            ident = _row_id(rec, cols, default_id, f"{stem}-{n + 1}")
+            _parse_row(out, where, rec, ident, cols, opts)
         except RowError as exc:
             log.bad(where, ident, str(exc), exc.kind)
-            continue
-        ids.append(ident)
-        targets.append(y)
-        if split is not None:
-            splits.append(split)
     return {
-        "ids": ids,
-        "targets": None if tcol is None else targets,
-        "structures": structures if skind == "structure" else None,
-        "compositions": compositions if skind == "composition" else None,
-        "splits": splits if scol_split else None,
-        "task_type": task_type,
+        "ids": out.ids,
+        "targets": None if cols.target is None else out.targets,
+        "structures": out.structures if cols.kind == "structure" else None,
+        "compositions": out.compositions if cols.kind == "composition" else None,
+        "splits": out.splits if cols.split else None,
+        "task_type": opts.task_type,
         "bad": [b.to_json() for b in log.rows],
         "total": len(raw.rows),
         "meta": {
             "format": raw.fmt,
-            "structure_column": None if raw.structure_key else scol,
-            "input": skind,
-            "id_column": icol,
-            "target_column": tcol,
+            "structure_column": None if raw.structure_key else cols.structure,
+            "input": cols.kind,
+            "id_column": cols.ident,
+            "target_column": cols.target,
         },
     }
 
 
-def _dataset_from_payload(payload: dict, name: str, path: Path, files: Sequence[Path]) -> Dataset:
+def _is_payload(d: Any) -> bool:
+    """A cache entry that can be a payload (anything else is discarded and re-parsed)."""
+    keys = ("ids", "targets", "structures", "compositions", "splits", "task_type", "bad", "total", "meta")
+    if not isinstance(d, dict) or not all(k in d for k in keys) or not isinstance(d["ids"], list):
+        return False
+    n = len(d["ids"])
+    sized = [d[k] for k in ("targets", "structures", "compositions", "splits") if d[k] is not None]
+    return all(isinstance(v, list) and len(v) == n for v in sized) and (d["structures"] is None) != (
+        d["compositions"] is None
+    )
+
+
+def _payload(ctx: RunContext, path: Path, fmt: str, files: list[Path], opts: _Options, strict: bool) -> Any:
+    """The parsed input: memo, else the cache Store, else parsed (and stored when usable)."""
+    key = opts.key(files, fmt)
+
+    def stored() -> dict[str, Any]:
+        store = ctx.cache("user", LOADER_VERSION)
+        hit = store.get_json(key, check=_is_payload)
+        if hit is not None:
+            return dict(hit)
+        with no_gc():
+            payload = _parse(path, opts, RowLog(str(path), strict=strict), ctx.reporter)
+        if payload["ids"]:
+            cache_write(lambda: store.put_json(key, payload), store.dir, ctx.reporter)
+        return payload
+
+    return _PAYLOADS.get(key, stored)
+
+
+# --------------------------------------------------------------------------------------------
+# payload -> Dataset
+# --------------------------------------------------------------------------------------------
+
+
+def _check_learnable(payload: dict[str, Any], path: Path) -> None:
+    """BadInputError when the target column cannot be learned (constant, one class, continuous classes)."""
+    targets = payload["targets"]
+    if targets is None:
+        return
+    col = payload["meta"]["target_column"]
+    n = len(targets)
+    if payload["task_type"] == "regression":
+        values = np.asarray(targets, dtype=float)
+        if n and np.all(values == values[0]):
+            raise BadInputError(f"{path}: target {col!r} is constant ({float(values[0])!r}) in all {n} rows: "
+                                "nothing to learn")
+        return
+    classes = _sort_classes(targets)
+    if len(classes) < 2:
+        raise BadInputError(f"{path}: classification target {col!r} has a single class ({classes[0]!r}) in all "
+                            f"{n} rows: nothing to learn")
+    if not all(_is_number(c) for c in classes):
+        return
+    fractional = [c for c in classes if not float(c).is_integer()]
+    if fractional or len(classes) > max(_MIN_DISTINCT_FOR_CONTINUOUS, n / 2):
+        example = f", e.g. {fractional[0]}" if fractional else ""
+        raise BadInputError(
+            f"{path}: classification target {col!r} looks continuous ({len(classes)} distinct values in {n} rows"
+            f"{example}): use regression, or give class labels"
+        )
+
+
+def _dataset_from_payload(payload: dict[str, Any], name: str, path: Path, files: Sequence[Path]) -> Dataset:
     n = len(payload["ids"])
     classes = None
     if payload["targets"] is None:
@@ -592,13 +480,61 @@ def _dataset_from_payload(payload: dict, name: str, path: Path, files: Sequence[
     if payload.get("splits") is not None:
         meta["split"] = payload["splits"]
     return Dataset(
-        ids=payload["ids"], targets=targets, structures=structures, compositions=compositions, classes=classes,
-        name=name, meta=meta,
+        ids=tuple(payload["ids"]), targets=targets, structures=structures, compositions=compositions,
+        classes=classes, name=name, meta=meta,
     )
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.")
+def _report(payload: dict[str, Any], source: str, reporter: Reporter, *, strict: bool, quiet: bool) -> None:
+    """Replay the input's bad rows: warnings (unless quiet), or the first one as an error in strict mode."""
+    log = RowLog(source, strict=strict)
+    log.extend([BadRow.from_json(b) for b in payload["bad"]])
+    if not quiet:
+        log.report(payload["total"], reporter)
+
+
+def load_user_dataset(
+    path: str | os.PathLike[str],
+    ctx: RunContext,
+    *,
+    target: str | None = None,
+    structure_column: str | None = None,
+    id_column: str | None = None,
+    strict: bool = False,
+    task_type: str = "regression",
+    split_column: str | None = None,
+    name: str | None = None,
+    quiet: bool = False,
+) -> Dataset:
+    """Read a user's data file or directory into a Dataset, skipping and reporting bad rows.
+
+    ctx: the run's context (cache directory, reporter for the bad-row warnings).
+    target: the target column (None -> NaN targets, for featurizing only).
+    structure_column / id_column: override auto-detection; dotted names reach into
+        dict-valued columns (e.g. "meta.structure").
+    strict: raise BadInputError at the first bad row instead of skipping it.
+    task_type: "classification" turns target values into class indices.
+    split_column: a column of train/val/test labels kept in `meta["split"]`
+        (used by tasks with protocol "file").
+    quiet: do not report the bad rows (they are still in `meta["skipped"]`).
+    Parsed results are cached by file checksum and options, and memoised in
+    the process, so a second load neither re-reads nor re-parses the file.
+    """
+    p = _check_path(Path(path).expanduser())
+    opts = _Options(target, structure_column, id_column, _task_type(task_type), split_column)
+    fmt = table_format(p)
+    files = input_files(p)
+    if not files:
+        raise BadInputError(f"{p}: no data files found")
+    payload = _payload(ctx, p, fmt, files, opts, strict)
+    _report(payload, str(p), ctx.reporter, strict=strict, quiet=quiet)
+    if not payload["ids"]:
+        first = f"; first: {BadRow.from_json(payload['bad'][0]).describe(str(p))}" if payload["bad"] else ""
+        raise BadInputError(f"{p}: no usable rows ({len(payload['bad'])} of {payload['total']} bad){first}")
+    _check_learnable(payload, p)
+    ds_name = name or _slug(p.name)
+    key = (opts.key(files, fmt), ds_name, str(p))
+    return _DATASETS.get(key, lambda: _dataset_from_payload(payload, ds_name, p, files))
 
 
 # --------------------------------------------------------------------------------------------
@@ -619,28 +555,33 @@ def _read_id_list(path: Path) -> list[str]:
     return out
 
 
+def _split_groups(data: Dataset, split_files: dict[str, Path], task_name: str, reporter: Reporter
+                  ) -> dict[str, tuple[str, ...]]:
+    present = set(data.ids)
+    groups: dict[str, tuple[str, ...]] = {}
+    for k in ("train", "val", "test"):
+        if k not in split_files:
+            groups[k] = ()
+            continue
+        listed = _read_id_list(split_files[k])
+        missing = [i for i in listed if i not in present]
+        if missing:
+            reporter.note(f"task {task_name}: {len(missing)} {k} ids of {split_files[k]} are not in the data "
+                          f"(e.g. {missing[0]!r}); ignored")
+        groups[k] = tuple(i for i in listed if i in present)
+    return groups
+
+
 def _split_ids_factory(
-    loader, split_column: str | None, split_files: dict[str, Path] | None, task_name: str
-):
-    def split_ids(data_dir: Path) -> SplitIds:
-        data = loader(data_dir)
-        present = set(data.ids)
+    load: Callable[[RunContext], Dataset], split_column: str | None, split_files: dict[str, Path], task_name: str
+) -> Callable[[RunContext], SplitIds]:
+    def split_ids(ctx: RunContext) -> SplitIds:
+        data = load(ctx)  # memoised: the file is not read again
         if split_column:
             labels = data.meta.get("split") or []
             groups = {k: tuple(i for i, s in zip(data.ids, labels) if s == k) for k in ("train", "val", "test")}
         else:
-            assert split_files is not None
-            groups = {}
-            for k in ("train", "val", "test"):
-                if k in split_files:
-                    listed = _read_id_list(split_files[k])
-                    missing = [i for i in listed if i not in present]
-                    if missing:
-                        print(f"note: task {task_name}: {len(missing)} {k} ids of {split_files[k]} are not in the data "
-                              f"(e.g. {missing[0]!r}); ignored", file=sys.stderr)
-                    groups[k] = tuple(i for i in listed if i in present)
-                else:
-                    groups[k] = ()
+            groups = _split_groups(data, split_files, task_name, ctx.reporter)
         if not groups["train"] or not groups["test"]:
             raise BadInputError(f"task {task_name}: the file split needs non-empty train and test id lists")
         return SplitIds(train=groups["train"], test=groups["test"], val=groups["val"])
@@ -648,8 +589,32 @@ def _split_ids_factory(
     return split_ids
 
 
+def _peek_provides(path: Path, structure_column: str | None) -> Provides:
+    """What a user task's samples carry, decided without parsing: the named column, else a CSV's first rows.
+
+    Other inputs (JSON, extxyz, folders) are taken to hold structures unless a
+    composition column is named explicitly.
+    """
+    if structure_column:
+        return "composition" if structure_column.lower() in COMPOSITION_COLUMNS else "structure"
+    try:
+        if not path.is_file() or table_format(path) != "csv":
+            return "structure"
+        rows: list[tuple[str, Any, dict[str, Any] | str]] = []
+        header: list[str] = []
+        for line, hdr, rec in iter_csv(path):
+            header = hdr or header
+            if rec != {}:
+                rows.append((f"line {line}", None, rec))
+            if len(rows) >= 3:
+                break
+        return _pick_structure_column(RawTable("csv", header, rows), None, path)[1]
+    except (CrystalbenchError, OSError):
+        return "structure"  # the load reports what is wrong with the file
+
+
 def user_task(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     *,
     target: str | None,
     structure_column: str | None = None,
@@ -662,7 +627,7 @@ def user_task(
     protocol: str = "paper",
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
     split_column: str | None = None,
-    split_files: dict[str, str | os.PathLike] | None = None,
+    split_files: dict[str, str | os.PathLike[str]] | None = None,
     description: str = "",
     source: str = "",
     license: str = "",
@@ -679,25 +644,35 @@ def user_task(
             target = "target"
         else:
             raise BadInputError(f"{p}: pass --target COLUMN to benchmark this file")
-    if task_type not in ("regression", "classification"):
-        raise BadInputError(f"task type {task_type!r} is not 'regression' or 'classification'")
+    ttype = _task_type(task_type)
     if split_column and split_files:
         raise BadInputError(f"task for {p}: give a split column or split files, not both")
     if (split_column or split_files) and protocol == "paper":
         protocol = "file"
-    task_name = name or f"user-{_slug(p.name.split('.')[0]) or 'data'}"
+    task_name = name or f"user-{(_slug(p.name.split('.')[0]) or 'data')[:70]}"
+    if not valid_name(task_name):
+        raise BadInputError(f"task name {task_name!r} may only use letters, digits and _ . + - (80 at most)")
     sfiles = {k: Path(v).expanduser() for k, v in (split_files or {}).items()}
     bad_keys = set(sfiles) - {"train", "val", "test"}
     if bad_keys:
         raise BadInputError(f"task {task_name}: split files must be train/val/test, not {sorted(bad_keys)}")
+    col = target
 
-    def load(data_dir: Path) -> Dataset:
-        return load_user_dataset(
-            p, target=target, structure_column=structure_column,
-            id_column=id_column, strict=strict, task_type=task_type, split_column=split_column, name=task_name,
-        )
+    def load_as(ctx: RunContext, quiet: bool) -> Dataset:
+        return load_user_dataset(p, ctx, target=col, structure_column=structure_column, id_column=id_column,
+                                 strict=strict, task_type=ttype, split_column=split_column, name=task_name,
+                                 quiet=quiet)
 
-    split_ids = _split_ids_factory(load, split_column, sfiles or None, task_name) if (split_column or sfiles) else None
+    def load(ctx: RunContext) -> Dataset:
+        return load_as(ctx, quiet=False)
+
+    def load_quietly(ctx: RunContext) -> Dataset:  # split ids: the load already reported the bad rows
+        return load_as(ctx, quiet=True)
+
+    split_ids = _split_ids_factory(load_quietly, split_column, sfiles, task_name) if (split_column or sfiles) else None
+    # the same file read with other options is other data: part of the task version, so of the job identity
+    reading = {"task_type": ttype, "structure_column": structure_column, "id_column": id_column, "strict": strict,
+               "split_column": split_column, "split_files": sorted((k, str(v)) for k, v in sfiles.items())}
     if protocol == "file" and split_ids is None:
         raise BadInputError(f"task {task_name}: protocol 'file' needs a split column or split files")
     return TaskSpec(
@@ -705,13 +680,15 @@ def user_task(
         load=load,
         target=target,
         unit=unit,
-        task_type=task_type,  # type: ignore[arg-type]
+        task_type=ttype,
         extensive=extensive,
         protocol=protocol,
-        fractions=tuple(float(f) for f in fractions),  # type: ignore[arg-type]
+        fractions=(float(fractions[0]), float(fractions[1]), float(fractions[2])),
         split_ids=split_ids,
-        available=lambda data_dir: p.exists(),
-        files=lambda data_dir: _input_files(p) if p.exists() else [p],
+        provides=_peek_provides(p, structure_column),
+        version=f"{TASK_VERSION}-{digest(reading, 8)}",
+        available=lambda ctx: p.exists(),
+        files=lambda ctx: input_files(p) if p.exists() else [p],
         source=source or str(p),
         license=license,
         description=description or f"user data {p.name}, target {target!r}",
@@ -725,12 +702,13 @@ _TOML_KEYS = {
 }
 
 
-def tasks_from_toml(toml_path: str | os.PathLike) -> list[TaskSpec]:
+def tasks_from_toml(toml_path: str | os.PathLike[str], ctx: RunContext) -> list[TaskSpec]:
     """Tasks declared in a TOML file: top-level keys for one task, or `[[task]]` tables.
 
-    Keys: name, path (relative to the TOML file; "{data_dir}/..." is resolved at
-    load time), target, unit, type ("regression"|"classification"), extensive,
-    protocol ("paper"|"matbench"|"file"), fractions, structure_column, id_column,
+    Keys: name, path (relative to the TOML file; "{data_dir}/..." is resolved
+    against the data directory of the context a task is loaded with), target,
+    unit, type ("regression"|"classification"), extensive, protocol
+    ("paper"|"matbench"|"file"), fractions, structure_column, id_column,
     strict, description, source, license, and `[split]` with either
     `column = "split"` or `train`/`val`/`test` id-list files.
     """
@@ -745,11 +723,11 @@ def tasks_from_toml(toml_path: str | os.PathLike) -> list[TaskSpec]:
     entries = doc.get("task") if "task" in doc else [doc]
     if not isinstance(entries, list) or not entries:
         raise BadInputError(f"{tp}: expected task keys at top level or [[task]] tables")
-    return [_task_from_entry(tp, e, i) for i, e in enumerate(entries)]
+    return [_task_from_entry(tp, e, i, ctx) for i, e in enumerate(entries)]
 
 
-def _task_from_entry(tp: Path, e: Any, i: int) -> TaskSpec:
-    where = f"{tp}" + (f" [[task]] #{i + 1}" if i else "")
+def _validate_entry(where: str, e: Any) -> dict[str, Any]:
+    """The entry's keys checked one by one (BadInputError naming the first problem)."""
     if not isinstance(e, dict):
         raise BadInputError(f"{where}: a task must be a table of keys")
     unknown = sorted(set(e) - _TOML_KEYS)
@@ -759,15 +737,13 @@ def _task_from_entry(tp: Path, e: Any, i: int) -> TaskSpec:
     for req in ("name", "path"):
         if not isinstance(e.get(req), str) or not e[req].strip():
             raise BadInputError(f"{where}: missing required key {req!r}")
-    name = e["name"].strip()
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):
-        raise BadInputError(f"{where}: task name {name!r} may only use letters, digits and _ . + -")
-    ttype = e.get("type", "regression")
-    if ttype not in ("regression", "classification"):
-        raise BadInputError(f"{where}: type {ttype!r} is not 'regression' or 'classification'")
-    protocol = e.get("protocol")
-    if protocol is not None and protocol not in ("paper", "matbench", "file"):
-        raise BadInputError(f"{where}: protocol {protocol!r} is not 'paper', 'matbench' or 'file'")
+    if not valid_name(e["name"].strip()):
+        raise BadInputError(f"{where}: task name {e['name'].strip()!r} may only use letters, digits and _ . + - "
+                            "(80 at most, starting with a letter or digit)")
+    if e.get("type", "regression") not in ("regression", "classification"):
+        raise BadInputError(f"{where}: type {e['type']!r} is not 'regression' or 'classification'")
+    if e.get("protocol") not in (None, "paper", "matbench", "file"):
+        raise BadInputError(f"{where}: protocol {e['protocol']!r} is not 'paper', 'matbench' or 'file'")
     fractions = e.get("fractions", [0.6, 0.2, 0.2])
     if (
         not isinstance(fractions, list) or len(fractions) != 3
@@ -781,75 +757,93 @@ def _task_from_entry(tp: Path, e: Any, i: int) -> TaskSpec:
     split = e.get("split") or {}
     if not isinstance(split, dict) or set(split) - {"column", "train", "val", "test"}:
         raise BadInputError(f"{where}: [split] takes 'column' or 'train'/'val'/'test' id-list files")
+    if split.get("column") and set(split) - {"column"}:
+        raise BadInputError(f"{where}: [split] takes a column or id-list files, not both")
+    return e
+
+
+def _task_from_entry(tp: Path, entry: Any, i: int, ctx: RunContext) -> TaskSpec:
+    where = f"{tp}" + (f" [[task]] #{i + 1}" if i else "")
+    e = _validate_entry(where, entry)
+    split = e.get("split") or {}
     raw_path = e["path"]
     split_files = {k: v for k, v in split.items() if k != "column"}
 
-    def resolve(p: str, data_dir: Path | None) -> Path:
-        if "{data_dir}" in p:
-            p = p.replace("{data_dir}", str(data_dir or default_data_dir()))
-        q = Path(p).expanduser()
+    def resolve(p: str, data_dir: Path) -> Path:
+        q = Path(p.replace("{data_dir}", str(data_dir))).expanduser()
         return q if q.is_absolute() else (tp.parent / q)
 
     target = e.get("target")
-    base = dict(
-        target=target, structure_column=e.get("structure_column"), id_column=e.get("id_column"), task_type=ttype,
-        strict=bool(e.get("strict", False)), name=name, unit=str(e.get("unit", "")),
-        extensive=bool(e.get("extensive", False)), fractions=tuple(float(f) for f in fractions),
-        split_column=split.get("column"), description=str(e.get("description", "")),
-        source=str(e.get("source", "")) or f"task file {tp.name}", license=str(e.get("license", "")),
-    )
-    if protocol:
-        base["protocol"] = protocol
-    if target is None and not resolve(raw_path, None).is_dir():
+    if target is None and not resolve(raw_path, ctx.data_dir).is_dir():
         raise BadInputError(f"{where}: missing required key 'target'")
-    if split.get("column") and split_files:
-        raise BadInputError(f"{where}: [split] takes a column or id-list files, not both")
+    fractions = e.get("fractions", [0.6, 0.2, 0.2])
 
-    def spec_for(data_dir: Path | None) -> TaskSpec:
+    def spec_for(data_dir: Path) -> TaskSpec:
         return user_task(
             resolve(raw_path, data_dir),
             split_files={k: resolve(v, data_dir) for k, v in split_files.items()} or None,
-            **base,
+            target=target, structure_column=e.get("structure_column"), id_column=e.get("id_column"),
+            task_type=e.get("type", "regression"), strict=bool(e.get("strict", False)), name=e["name"].strip(),
+            unit=str(e.get("unit", "")), extensive=bool(e.get("extensive", False)),
+            protocol=e.get("protocol") or "paper", fractions=(float(fractions[0]), float(fractions[1]), float(fractions[2])),
+            split_column=split.get("column"), description=str(e.get("description", "")),
+            source=str(e.get("source", "")) or f"task file {tp.name}", license=str(e.get("license", "")),
         )
 
-    template = spec_for(None)
-    # paths with {data_dir} are re-resolved against the data directory the runner passes in
+    template = spec_for(ctx.data_dir)
+    if "{data_dir}" not in raw_path and not any("{data_dir}" in v for v in split_files.values()):
+        return template
+    # paths with {data_dir} follow the data directory of the context each call receives
+    split_ids = template.split_ids
     return dataclasses.replace(
         template,
-        load=lambda data_dir: spec_for(data_dir).load(data_dir),
-        split_ids=(lambda data_dir: spec_for(data_dir).split_ids(data_dir)) if template.split_ids else None,
-        available=lambda data_dir: spec_for(data_dir).available(data_dir),
-        files=lambda data_dir: spec_for(data_dir).files(data_dir),
+        load=lambda c: spec_for(c.data_dir).load(c),
+        split_ids=None if split_ids is None else _follow_data_dir(spec_for),
+        available=lambda c: _call(spec_for(c.data_dir).available, c),
+        files=lambda c: _call(spec_for(c.data_dir).files, c),
     )
 
 
-def task_dirs() -> list[Path]:
+def _follow_data_dir(spec_for: Callable[[Path], TaskSpec]) -> Callable[[RunContext], SplitIds]:
+    def split_ids(ctx: RunContext) -> SplitIds:
+        fn = spec_for(ctx.data_dir).split_ids
+        if fn is None:  # pragma: no cover - the template had one, and only paths change
+            raise BadInputError("task lost its split")
+        return fn(ctx)
+
+    return split_ids
+
+
+def _call(fn: Callable[[RunContext], Any] | None, ctx: RunContext) -> Any:
+    if fn is None:  # pragma: no cover - user_task always sets available and files
+        raise BadInputError("user task without the callable")
+    return fn(ctx)
+
+
+def task_dirs(ctx: RunContext) -> list[Path]:
     """Folders scanned for *.toml task files: $CRYSTALBENCH_TASKS_DIR entries, then <data_dir>/tasks."""
-    dirs = [Path(d).expanduser() for d in os.environ.get(TASKS_ENV, "").split(os.pathsep) if d.strip()]
-    dirs.append(default_data_dir() / "tasks")
     out: list[Path] = []
-    for d in dirs:
+    for d in [*settings.extra_task_dirs(ctx), ctx.data_dir / "tasks"]:
         if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
             out.append(d)
     return out
 
 
 @hookimpl
-def bench_tasks() -> list[TaskSpec]:
-    """Tasks from TOML files; a broken file is reported on stderr and skipped, never fatal."""
+def bench_tasks(ctx: RunContext) -> list[TaskSpec]:
+    """Tasks from TOML files; a broken file is reported as a warning and skipped, never fatal."""
     specs: list[TaskSpec] = []
     names: dict[str, Path] = {}
-    for d in task_dirs():
+    for d in task_dirs(ctx):
         for tp in sorted(d.glob("*.toml")):
             try:
-                found = tasks_from_toml(tp)
+                found = tasks_from_toml(tp, ctx)
             except CrystalbenchError as exc:
-                print(f"warning: task file skipped: {exc}", file=sys.stderr)
+                ctx.reporter.warning(f"task file skipped: {exc}")
                 continue
             for spec in found:
                 if spec.name in names:
-                    print(f"warning: {tp}: task {spec.name!r} already defined in {names[spec.name]}; ignored",
-                          file=sys.stderr)
+                    ctx.reporter.warning(f"{tp}: task {spec.name!r} already defined in {names[spec.name]}; ignored")
                     continue
                 names[spec.name] = tp
                 specs.append(spec)

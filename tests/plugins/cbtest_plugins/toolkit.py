@@ -42,9 +42,16 @@ class Sleepy:
         if os.environ.get("CBTEST_FAIL_SEED") == str(seed):
             raise ValueError(f"sleepy was told to fail at seed {seed}")
         time.sleep(float(os.environ.get("CBTEST_SLEEP", "0")))
+        if os.environ.get("CBTEST_EXIT_SEED") == str(seed):
+            import sys
+
+            sys.exit(0)
         self.mean = float(np.mean(train.targets))
+        self.fit_info = {"unserializable": object(), "array": np.arange(3), "nan": float("nan")}
 
     def predict(self, data):
+        if os.environ.get("CBTEST_NAN_PRED"):
+            return np.full(len(data), np.nan)
         return np.full(len(data), self.mean)
 
 
@@ -53,15 +60,31 @@ def bench_tasks():
     return [
         TaskSpec(
             name="toy_cubic",
-            load=lambda data_dir: toy_dataset(),
+            load=lambda ctx: toy_dataset(int(os.environ.get("CBTEST_TOY_N", "60"))),
             target="volume per atom",
             unit="A^3",
             fractions=(0.6, 0.2, 0.2),
             exclude_features=("vpa",),
+            leaks=("volume",),
             size=60,
             group="test",
-        )
+        ),
+        TaskSpec(name="toy_comp", load=lambda ctx: toy_compositions(), target="volume per atom", unit="A^3",
+                 provides="composition", group="test"),
+        TaskSpec(name="toy_constant", load=lambda ctx: toy_constant(), target="weight", group="test"),
     ]
+
+
+def toy_compositions(n: int = 40) -> Dataset:
+    """Composition-only samples (no structures): what descriptor sets on structures cannot use."""
+    base = toy_dataset(n)
+    return Dataset(ids=base.ids, targets=base.targets, compositions=[s.composition for s in base.structures],
+                   name="toy_comp")
+
+
+def toy_constant(n: int = 30) -> Dataset:
+    base = toy_dataset(n)
+    return Dataset(ids=base.ids, targets=np.zeros(n), structures=base.structures, name="toy_constant")
 
 
 @hookimpl
@@ -69,9 +92,23 @@ def bench_descriptors():
     return [DescriptorSpec(name="toy_cell", feature_names=("a", "vpa", "density"), featurize=cell_descriptors)]
 
 
+class ThreadCheck(Sleepy):
+    """Records the torch thread count in force while it trains (torch imported only here)."""
+
+    def fit(self, train, val, *, seed, progress):
+        import torch
+
+        super().fit(train, val, seed=seed, progress=progress)
+        self.fit_info = {"threads_in_fit": torch.get_num_threads()}
+
+
 @hookimpl
 def bench_models():
-    return [ModelSpec(name="sleepy", factory=Sleepy, needs="structure", needs_validation=True, defaults={"epochs": 1})]
+    return [
+        ModelSpec(name="sleepy", factory=Sleepy, needs="structure", needs_validation=True, defaults={"epochs": 1}),
+        ModelSpec(name="threadcheck", factory=ThreadCheck, needs="structure", needs_validation=False),
+        ModelSpec(name="leaky", factory=Sleepy, needs="structure", needs_validation=False, inputs=("volume",)),
+    ]
 
 
 @hookimpl
@@ -79,6 +116,12 @@ def bench_run_finished(record):
     log = os.environ.get("CBTEST_OBSERVER_LOG")
     if log:
         with open(log, "a") as fh:
-            fh.write(json.dumps({"model": record["model"], "status": record["status"]}) + "\n")
+            fh.write(json.dumps({"model": record.model, "status": record.status}) + "\n")
+    if os.environ.get("CBTEST_OBSERVER_MUTATE"):
+        record.metrics.clear()
+        record.job_id = "tampered"
+        record.provenance.clear()
+    if os.environ.get("CBTEST_OBSERVER_EXIT"):
+        raise SystemExit(3)
     if os.environ.get("CBTEST_OBSERVER_RAISE"):
         raise RuntimeError("observer exploded")

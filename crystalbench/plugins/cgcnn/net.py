@@ -1,7 +1,7 @@
 """The CGCNN network (Xie & Grossman 2018, PRL 120, 145301) in plain torch.
 
-Kept apart from `cgcnn.py` because it imports torch at module level, while the
-plugin module must stay importable without it (``bench list models``).
+Imports torch at module level: the plugin's `model.py` imports this module
+inside `fit`, so ``bench list models`` never loads torch.
 
 One convolution (paper eq. 5) updates atom i from each neighbour j over edge k:
 
@@ -9,19 +9,34 @@ One convolution (paper eq. 5) updates atom i from each neighbour j over edge k:
     v_i <- softplus(v_i + BN( sum_j sigmoid(BN(z W_f + b_f)) * softplus(BN(z W_s + b_s)) ))
 
 with both gates computed by one linear layer and one BatchNorm, as in the
-reference implementation. Aggregation uses ``index_add_``, deterministic on CPU.
+reference implementation.
+
+Determinism: neighbour features are gathered with ``index_select`` (backward:
+``index_add``) and aggregated with ``index_add`` (backward: a gather), which
+accumulate in a fixed order on CPU for any number of threads. Advanced
+indexing (``x[centers]``) computes the same forward values, but its backward
+(``index_put_`` with accumulation) adds gradients in a thread-dependent order
+on CPU with more than one intra-op thread: that made de-cgcnn runs with the
+same seed differ.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .graphs import GraphBatch, cgcnn_atom_features, gaussian_centers
-from .training import MLPHead
+from crystalbench.gnn.atom_features import atom_feature_table
+from crystalbench.gnn.graphs import GraphBatch
+from crystalbench.gnn.heads import MLPHead, pool_atoms
 
-__all__ = ["CGConv", "CGCNNNet", "pool_atoms"]
+__all__ = ["CGConv", "CGCNNNet", "gaussian_centers", "pool_atoms"]
+
+
+def gaussian_centers(radius: float = 8.0, step: float = 0.2) -> np.ndarray:
+    """Centres 0, step, ..., radius of the Gaussian distance expansion (41 for 8 A / 0.2 A)."""
+    return np.linspace(0.0, radius, int(round(radius / step)) + 1)
 
 
 class CGConv(nn.Module):
@@ -36,22 +51,13 @@ class CGConv(nn.Module):
     def forward(self, x: torch.Tensor, centers: torch.Tensor, neighbors: torch.Tensor, edge_fea: torch.Tensor) -> torch.Tensor:
         agg = torch.zeros_like(x)
         if centers.numel() > 1 or (not self.training and centers.numel() > 0):
-            gated = self.bn1(self.fc_full(torch.cat([x[centers], x[neighbors], edge_fea], dim=1)))
+            z = torch.cat([x.index_select(0, centers), x.index_select(0, neighbors), edge_fea], dim=1)
+            gated = self.bn1(self.fc_full(z))
             filt, core = gated.chunk(2, dim=1)
             agg = agg.index_add(0, centers, torch.sigmoid(filt) * F.softplus(core))
         # atoms without neighbours (isolated in vacuum) get agg = 0: only their self term
-        return F.softplus(x + self.bn2(agg))
-
-
-def pool_atoms(x: torch.Tensor, crystal: torch.Tensor, n_crystals: int, pooling: str) -> torch.Tensor:
-    """Per-crystal mean (intensive, paper default) or sum (extensive targets, paper eq. 13) of atom vectors."""
-    out = torch.zeros(n_crystals, x.shape[1], dtype=x.dtype, device=x.device).index_add(0, crystal, x)
-    if pooling == "sum":
+        out: torch.Tensor = F.softplus(x + self.bn2(agg))
         return out
-    if pooling == "mean":
-        counts = torch.bincount(crystal, minlength=n_crystals).clamp(min=1).to(x.dtype)
-        return out / counts[:, None]
-    raise ValueError(f"unknown pooling {pooling!r}; choose mean or sum")
 
 
 class CGCNNNet(nn.Module):
@@ -80,7 +86,9 @@ class CGCNNNet(nn.Module):
         if pooling not in ("mean", "sum"):
             raise ValueError(f"unknown pooling {pooling!r}; choose mean or sum")
         self.pooling = pooling
-        table = torch.nan_to_num(torch.from_numpy(cgcnn_atom_features()), nan=0.0)
+        table = torch.nan_to_num(torch.from_numpy(atom_feature_table().copy()), nan=0.0)
+        self.atom_table: torch.Tensor
+        self.gauss_centers: torch.Tensor
         self.register_buffer("atom_table", table, persistent=False)
         self.register_buffer("gauss_centers", torch.from_numpy(gaussian_centers(radius, gaussian_step)).float(), persistent=False)
         self.gauss_gamma = 1.0 / gaussian_step**2
@@ -95,4 +103,5 @@ class CGCNNNet(nn.Module):
         for conv in self.convs:
             x = conv(x, batch.centers, batch.neighbors, edge_fea)
         crys = F.softplus(pool_atoms(x, batch.crystal, batch.n_crystals, self.pooling))
-        return self.head(crys, batch.features)
+        out: torch.Tensor = self.head(crys, batch.features)
+        return out

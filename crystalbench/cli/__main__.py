@@ -1,0 +1,5 @@
+"""`python -m crystalbench.cli` is `bench`."""
+
+from .main import main
+
+main()

@@ -1,0 +1,93 @@
+"""`bench list ...` and `bench plugins`: what can be run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..harness.context import RunContext
+from ..harness.specs import TaskSpec
+from .main import CONTEXT, cli, make_context, print_rows, registry
+
+
+@cli.group("list", context_settings=CONTEXT)
+def list_() -> None:
+    """List models, tasks or descriptor sets."""
+
+
+def available(task: TaskSpec, run: RunContext) -> bool:
+    """A task's cheap data check; a plugin bug there only marks the task unavailable."""
+    try:
+        return bool(task.available(run)) if task.available else True
+    except Exception:
+        return False
+
+
+@list_.command("models")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_models(ctx: click.Context, as_json: bool) -> None:
+    """Models with what they need and their defaults."""
+    reg = registry(ctx)
+    rows = []
+    for name, s in reg.models.items():
+        rows.append({
+            "name": name, "plugin": reg.owner[("model", name)], "needs": s.needs,
+            "descriptors": s.descriptors or "", "pooling": "/".join(s.poolings),
+            "classification": s.classification, "hybridizable": s.accepts_features,
+            "inputs": list(s.inputs), "description": s.description, "defaults": s.default_params(),
+        })
+    print_rows(rows, as_json, ["name", "plugin", "needs", "descriptors", "pooling", "description"])
+
+
+@list_.command("tasks")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--data-dir", type=click.Path(path_type=Path))
+@click.pass_context
+def list_tasks(ctx: click.Context, as_json: bool, data_dir: Path | None) -> None:
+    """Tasks with size, target, unit, type and whether their data is here."""
+    run = make_context(data_dir=data_dir)
+    reg = registry(ctx, run)
+    rows: list[dict[str, Any]] = []
+    for name, t in reg.tasks.items():
+        rows.append({
+            "name": name, "group": t.group, "size": t.size, "target": t.target, "unit": t.unit,
+            "type": t.task_type, "extensive": t.extensive, "protocol": t.protocol, "available": available(t, run),
+            "provides": t.provides, "leaks": list(t.leaks),
+            "source": t.source, "license": t.license, "description": t.description,
+        })
+    print_rows(rows, as_json, ["name", "group", "size", "target", "unit", "type", "protocol", "available"])
+
+
+@list_.command("descriptors")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_descriptors(ctx: click.Context, as_json: bool) -> None:
+    """Descriptor sets and their feature names."""
+    reg = registry(ctx)
+    rows = [{
+        "name": n, "plugin": reg.owner[("descriptor", n)], "n_features": len(d.feature_names),
+        "version": d.version, "features": list(d.feature_names), "description": d.description,
+    } for n, d in reg.descriptors.items()]
+    print_rows(rows, as_json, ["name", "plugin", "n_features", "version", "description"])
+
+
+@cli.command("plugins", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def plugins_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Installed plugins (built-in and third-party): version, what each provides, problems."""
+    ctx.ensure_object(dict)["quiet_problems"] = True
+    reg = registry(ctx)
+    rows = []
+    for p in reg.plugins:
+        status = "disabled" if p.disabled else ("BROKEN: " + p.error if p.error else "ok")
+        provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in p.provides.items())
+        rows.append({"name": p.name, "version": p.version or "", "distribution": p.distribution or "",
+                     "hooks": ", ".join(p.hooks), "provides": provides, "status": status})
+    print_rows(rows, as_json, ["name", "distribution", "version", "provides", "status"])
+    if not as_json:
+        for problem in reg.problems:
+            click.echo(f"warning: {problem}", err=True)

@@ -1,0 +1,178 @@
+"""`bench run`: run a grid of jobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..harness.errors import CrystalbenchError
+from ..harness.metrics import metrics_for
+from ..harness.paths import DEFAULT_RESULTS_DIR
+from ..harness.record import ResultRecord
+from .main import CONTEXT, cli, make_context, registry
+
+
+def _parse_folds(text: str | None) -> list[int] | None:
+    if not text or text == "all":
+        return None
+    try:
+        folds = sorted({int(p) for p in text.split(",") if p.strip()})
+    except ValueError:
+        raise CrystalbenchError(f"--folds takes comma-separated fold indices like 0,2 (got {text!r})") from None
+    if not folds or any(f < 0 for f in folds):
+        raise CrystalbenchError(f"--folds takes fold indices >= 0 like 0,2 (got {text!r})")
+    return folds
+
+
+def _load_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise CrystalbenchError(f"config file {path}: {exc}") from None
+
+
+def metric_line(rec: ResultRecord) -> str:
+    """One line of a record's headline metrics, from the metric registry."""
+    if not rec.ok:
+        return f"FAILED: {rec.error}"
+    parts = []
+    unit = rec.task_info.get("unit") or ""
+    for m in metrics_for(rec.task_type):
+        if m.key in ("rmse", "mad", "spearman"):
+            continue
+        v = rec.metrics.get(m.key)
+        if v is None:
+            continue
+        parts.append(f"{m.label} {v:.4g}{' ' + unit if m.in_units and unit else ''}" if m.in_units else f"{m.label} {v:.3f}")
+    text = "  ".join(parts)
+    if rec.warnings:
+        text += "  [" + "; ".join(w.split(":")[0] for w in rec.warnings) + "]"
+    return text
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("-m", "--model", "models", multiple=True, metavar="NAME", help="Model to run (repeatable).")
+@click.option("-t", "--task", "tasks", multiple=True, metavar="NAME|GLOB",
+              help="Task to run (repeatable; globs like 'desc_*' allowed).")
+@click.option("--data", "data_path", type=click.Path(path_type=Path), metavar="PATH",
+              help="Benchmark your own file/directory instead of a registered task (needs --target).")
+@click.option("--target", metavar="COLUMN", help="Target column of --data (not needed for an id_prop.csv directory).")
+@click.option("--structure-column", metavar="COLUMN", help="Structure column of --data (auto-detected by default).")
+@click.option("--id-column", metavar="COLUMN", help="Id column of --data (auto-detected by default).")
+@click.option("--classification", is_flag=True, help="Treat --target of --data as class labels.")
+@click.option("--strict", is_flag=True, help="Fail on the first bad row of --data instead of skipping it.")
+@click.option("--protocol", type=click.Choice(["paper", "matbench", "file"]),
+              help="Split protocol (default: the task's own). paper: seeded random split; "
+                   "matbench: official 5-fold KFold; file: the task's id lists.")
+@click.option("--split-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help='JSON {"train": [ids], "val": [ids], "test": [ids]} (or a list of those, one per fold).')
+@click.option("--seed", "seeds", multiple=True, type=int, help="Seed (repeatable; default 0). Sets split and init.")
+@click.option("--folds", metavar="0,2", help="Only these fold indices (default: all folds of the protocol).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the number of training epochs of every model that has one.")
+@click.option("--pooling", type=click.Choice(["mean", "sum"]),
+              help="GNN readout (default: sum for extensive targets, mean otherwise; de-* hybrids: mean).")
+@click.option("--descriptors", metavar="NAME",
+              help="Attach this descriptor set as extra features (hybridizes models that accept them).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device for GNNs, e.g. cuda (part of a job's identity).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TOML of hyperparameters: top-level keys apply to every model that has them, [model] tables to one.")
+@click.option("--results-dir", type=click.Path(path_type=Path), default=DEFAULT_RESULTS_DIR, show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory (default $CRYSTALBENCH_DATA_DIR).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Cache directory (default $CRYSTALBENCH_CACHE_DIR).")
+@click.option("--jobs", type=int, help="Worker processes for featurization and structure loading (default: all cores).")
+@click.option("--threads", type=int, default=lambda: int(os.environ.get("CRYSTALBENCH_THREADS", "1")),
+              show_default="1 or $CRYSTALBENCH_THREADS",
+              help="Torch intra-op threads per job, applied before every job (raise for large models on an idle machine).")
+@click.option("--rerun", is_flag=True, help="Run jobs again even if their results exist (a new failure never replaces a good result).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON record summary per finished job on stdout.")
+@click.option("--no-progress", is_flag=True, help="Hide progress (bars on a terminal, periodic lines elsewhere).")
+@click.option("--debug", is_flag=True, help="Stop at the first failing job and print its traceback.")
+@click.pass_context
+def run(ctx: click.Context, models: tuple[str, ...], tasks: tuple[str, ...], data_path: Path | None,
+        target: str | None, structure_column: str | None, id_column: str | None, classification: bool,
+        strict: bool, protocol: str | None, split_file: Path | None, seeds: tuple[int, ...], folds: str | None,
+        epochs: int | None, pooling: str | None, descriptors: str | None, device: str, config_path: Path | None,
+        results_dir: Path, data_dir: Path | None, cache_dir: Path | None, jobs: int | None, threads: int,
+        rerun: bool, as_json: bool, no_progress: bool, debug: bool) -> None:
+    """Run models on tasks; every finished job is saved, re-runs resume.
+
+    A job is identified by everything that determines its result: model and
+    hyperparameters, task, target and a checksum of its data, descriptor set
+    and version, protocol, fold, seed and device. Change any and it is a new
+    job; the same inputs are never computed twice.
+
+    \b
+    Examples:
+      bench run -m de-cgcnn -t phonon_cv
+      bench run -m cgcnn -m roost -m rf -t 'desc_*' --epochs 50
+      bench run -m dummy -t matbench_phonons --protocol matbench
+      bench run -m rf --data my.csv --target band_gap
+    """
+    from ..harness.runner import GridRequest, run_grid
+
+    run_ctx = make_context(data_dir=data_dir, cache_dir=cache_dir, results_dir=results_dir, jobs=jobs,
+                           threads=threads, device=device, progress=not no_progress and not as_json, debug=debug)
+    reg = registry(ctx, run_ctx)
+    extra = {}
+    if not models:
+        raise CrystalbenchError("no model given: use -m NAME (see `bench list models`)")
+    if not tasks and data_path is None:
+        raise CrystalbenchError("no task given: use -t NAME or --data PATH (see `bench list tasks`)")
+    for m in models:
+        reg.model(m)
+    if descriptors:
+        reg.descriptor(descriptors)
+    config = _load_config(config_path)
+    if data_path is not None:
+        from ..tasks.user import user_task
+
+        spec = user_task(data_path, target=target, structure_column=structure_column, id_column=id_column,
+                         task_type="classification" if classification else "regression", strict=strict)
+        extra[spec.name] = spec
+    req = GridRequest(
+        models=list(models), tasks=list(tasks), protocol=protocol, seeds=list(seeds) or [0],
+        folds=_parse_folds(folds), epochs=epochs, pooling=pooling, descriptors=descriptors, config=config,
+        split_file=split_file, rerun=rerun, extra_tasks=extra,
+    )
+
+    def emit(rec: ResultRecord) -> None:
+        if as_json:
+            d = rec.to_dict()
+            keep = {k: d[k] for k in ("job_id", "status", "metrics", "error", "timings", "warnings")}
+            keep.update({k: d["job"][k] for k in ("model", "task", "protocol", "fold", "seed")})
+            click.echo(json.dumps(keep))
+            sys.stdout.flush()
+        else:
+            mark = "✓" if rec.ok else "✗"
+            run_ctx.reporter.info(f"{mark} {rec.model} · {rec.task} · fold {rec.fold} · seed {rec.seed}: {metric_line(rec)}")
+
+    try:
+        summary = run_grid(reg, run_ctx, req, on_record=emit)
+    except Exception:
+        if not debug:
+            raise
+        import traceback
+
+        traceback.print_exc()
+        click.echo("error: the job above failed (--debug stops at the first failure)", err=True)
+        sys.exit(1)
+    if not as_json:
+        n_ok = sum(r.ok for r in summary.finished)
+        extra_note = f", {summary.elsewhere} left to a concurrent run" if summary.elsewhere else ""
+        click.echo(
+            f"{n_ok} job(s) finished, {summary.failed} failed, {summary.skipped} already done{extra_note}; "
+            f"results in {results_dir}. Next: bench leaderboard build --results-dir {results_dir}",
+            err=True,
+        )
+    if summary.failed:
+        sys.exit(1)
+    if summary.errors:
+        sys.exit(2)

@@ -1,0 +1,80 @@
+"""The user settings the built-in task plugins read, in one place.
+
+Paths, jobs and caches come from the `RunContext` (flags and the harness's
+documented defaults). What remains are a few task-specific user settings; each
+can be given in the context's ``options`` (key in the table below, e.g. from a
+config file) and otherwise comes from its environment variable:
+
+===========================  ==============================  ================================================
+option key                   environment variable            meaning
+===========================  ==============================  ================================================
+``offline``                  ``CRYSTALBENCH_OFFLINE``        never download (Matbench files): 1/true/yes/on
+``matminer_data``            ``MATMINER_DATA``               folder of matminer/Matbench dataset files
+``learnability_structures``  ``CRYSTALBENCH_LEARNABILITY_    another structure collection for the desc_* tasks
+                             STRUCTURES``                    (a folder of structure files or a JSON mapping)
+``tasks_dirs``               ``CRYSTALBENCH_TASKS_DIR``      extra folders of TOML task files (os.pathsep-separated)
+===========================  ==============================  ================================================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..harness.context import RunContext
+
+__all__ = [
+    "OFFLINE_ENV",
+    "MATMINER_DATA_ENV",
+    "COLLECTION_ENV",
+    "TASKS_ENV",
+    "offline",
+    "matminer_data",
+    "learnability_structures",
+    "extra_task_dirs",
+]
+
+OFFLINE_ENV = "CRYSTALBENCH_OFFLINE"
+MATMINER_DATA_ENV = "MATMINER_DATA"
+COLLECTION_ENV = "CRYSTALBENCH_LEARNABILITY_STRUCTURES"
+TASKS_ENV = "CRYSTALBENCH_TASKS_DIR"
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _value(ctx: RunContext, key: str, env: str) -> str:
+    """`ctx.options[key]`, else the environment variable, else "" (stripped)."""
+    if key in ctx.options and ctx.options[key] is not None:
+        return str(ctx.options[key]).strip()
+    return os.environ.get(env, "").strip()
+
+
+def _path(ctx: RunContext, key: str, env: str) -> Path | None:
+    text = _value(ctx, key, env)
+    return Path(text).expanduser() if text else None
+
+
+def offline(ctx: RunContext) -> bool:
+    """True when downloads are off."""
+    return _value(ctx, "offline", OFFLINE_ENV).lower() in _TRUE
+
+
+def matminer_data(ctx: RunContext) -> Path | None:
+    """matminer's data folder, when set."""
+    return _path(ctx, "matminer_data", MATMINER_DATA_ENV)
+
+
+def learnability_structures(ctx: RunContext) -> Path | None:
+    """A user's structure collection for the desc_* tasks, when set."""
+    return _path(ctx, "learnability_structures", COLLECTION_ENV)
+
+
+def extra_task_dirs(ctx: RunContext) -> list[Path]:
+    """Folders of TOML task files besides ``<data_dir>/tasks`` (the option may also be a list of folders)."""
+    option = ctx.options.get("tasks_dirs")
+    if isinstance(option, (list, tuple)):
+        return [Path(str(d)).expanduser() for d in option if str(d).strip()]
+    text = _value(ctx, "tasks_dirs", TASKS_ENV)
+    return [Path(d).expanduser() for d in text.split(os.pathsep) if d.strip()]
