@@ -22,7 +22,7 @@ import pluggy
 if TYPE_CHECKING:
     from .context import RunContext
     from .record import ResultRecord
-    from .specs import DescriptorSpec, ModelSpec, TaskSpec
+    from .specs import DescriptorSpec, ExecutorSpec, ModelSpec, TaskSpec
 
 PROJECT = "crystalbench"
 
@@ -64,6 +64,15 @@ def bench_tasks(ctx: RunContext) -> list[TaskSpec]:
     lazily, only when a task is run, so listing tasks never parses data.
     Raise `DataUnavailableError` from `load` when the data is missing, saying
     how to obtain it. Names must match `crystalbench.NAME_PATTERN`.
+    """
+
+
+@hookspec
+def bench_executors() -> list[ExecutorSpec]:
+    """Return a list of `ExecutorSpec` this plugin offers: ways to run a grid's jobs.
+
+    An executor receives serialized `Job` values and returns `ResultRecord`s; the
+    driver alone writes results. Built-ins: `local` and `ray`.
     """
 
 

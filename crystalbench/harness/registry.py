@@ -20,7 +20,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import UnknownNameError
-from .specs import NAME_PATTERN, DescriptorSpec, ModelSpec, TaskSpec, valid_name
+from .specs import NAME_PATTERN, DescriptorSpec, ExecutorSpec, ModelSpec, TaskSpec, valid_name
 
 if TYPE_CHECKING:
     from .context import RunContext
@@ -30,8 +30,13 @@ __all__ = ["Registry", "PluginInfo", "load_registry", "disabled_plugins"]
 
 ENTRY_POINT_GROUP = "crystalbench"
 DISABLE_ENV = "CRYSTALBENCH_DISABLE_PLUGINS"
-HOOKS = ("bench_models", "bench_descriptors", "bench_tasks", "bench_run_finished")
-_KINDS = {"bench_models": ModelSpec, "bench_descriptors": DescriptorSpec, "bench_tasks": TaskSpec}
+HOOKS = ("bench_models", "bench_descriptors", "bench_tasks", "bench_executors", "bench_run_finished")
+_KINDS: dict[str, type] = {
+    "bench_models": ModelSpec,
+    "bench_descriptors": DescriptorSpec,
+    "bench_tasks": TaskSpec,
+    "bench_executors": ExecutorSpec,
+}
 
 
 @dataclass
@@ -53,6 +58,7 @@ class Registry:
     models: dict[str, ModelSpec] = field(default_factory=dict)
     tasks: dict[str, TaskSpec] = field(default_factory=dict)
     descriptors: dict[str, DescriptorSpec] = field(default_factory=dict)
+    executors: dict[str, ExecutorSpec] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     owner: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -66,6 +72,9 @@ class Registry:
 
     def descriptor(self, name: str) -> DescriptorSpec:
         return self.descriptors[_resolve(name, self.descriptors, "descriptor set")]
+
+    def executor(self, name: str) -> ExecutorSpec:
+        return self.executors[_resolve(name, self.executors, "executor")]
 
     def match_tasks(self, patterns: Iterable[str]) -> list[str]:
         """Task names matching names or globs (`'desc_*'`), in registry order, no repeats."""
@@ -235,8 +244,8 @@ def load_registry(
                 info.error = f"{hook} raised {_short(exc)}"
                 reg.problems.append(f"plugin {info.name!r}: {info.error}; its {hook[6:]} are skipped")
                 continue
-            pool: dict[str, Any] = {"bench_models": reg.models, "bench_tasks": reg.tasks,
-                                    "bench_descriptors": reg.descriptors}[hook]  # type: ignore[assignment]
+            pool: dict[str, Any] = {"bench_models": reg.models, "bench_tasks": reg.tasks,  # type: ignore[assignment]
+                                    "bench_descriptors": reg.descriptors, "bench_executors": reg.executors}[hook]
             kind = hook[6:-1]
             for spec in specs:
                 bad_spec = _spec_problem(kind, spec)

@@ -26,6 +26,7 @@ __all__ = [
     "TaskSpec",
     "DescriptorSpec",
     "SplitIds",
+    "ExecutorSpec",
     "NAME_PATTERN",
     "valid_name",
 ]
@@ -252,3 +253,19 @@ class DescriptorSpec:
     description: str = ""
     needs: Literal["structure", "composition"] = "structure"
     categorical: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """A way to run jobs a plugin offers (`bench run --executor NAME`).
+
+    name: what users type after `--executor` ("local", "ray"...), matching `NAME_PATTERN`.
+    factory: `factory(ctx: RunContext, options: Mapping[str, Any]) -> Executor`; `options`
+        holds the executor flags of `bench run` (workers, address, cpus/gpus per job,
+        retries). Import heavy dependencies (ray...) inside the factory.
+    description: shown by `bench list executors` and `bench plugins`.
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
