@@ -263,3 +263,51 @@ def test_record_json_schema_matches(reg, tmp_path):
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema())
     assert np.isfinite(monkey.finished[0].metrics["mae"])
+
+
+def _write_csv(path, rows):
+    import csv
+
+    from pymatgen.core import Lattice, Structure
+
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "structure", "y1", "y2"])
+        for i, (a, y1, y2) in enumerate(rows):
+            s = Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+            w.writerow([f"s{i}", json.dumps(s.as_dict()), y1, y2])
+
+
+@pytest.mark.parametrize("change", ["edit the file", "another target", "another file of the same name"])
+def test_user_data_changes_are_new_jobs(reg, tmp_path, change, caplog):
+    """Defect 1: --data reruns printed 'already done' with the old result after any of these changes."""
+    from crystalbench.tasks.user import user_task
+
+    rows = [(3.0 + 0.1 * i, float(i), float(i % 3)) for i in range(20)]
+    data = tmp_path / "mine.csv"
+    _write_csv(data, rows)
+    ctx = _ctx(tmp_path)
+
+    def run(path, target):
+        spec = user_task(path, target=target)
+        return run_grid(reg, ctx, _req(tasks=[], extra_tasks={spec.name: spec}))
+
+    first = run(data, "y1")
+    assert first.ok and len(first.finished) == 1
+    assert run(data, "y1").skipped == 1  # unchanged: resumed
+    target = "y1"
+    if change == "edit the file":
+        _write_csv(data, [(a, y1 + 1.0, y2) for a, y1, y2 in rows])
+    elif change == "another target":
+        target = "y2"
+    else:
+        other = tmp_path / "elsewhere"
+        other.mkdir()
+        _write_csv(other / "mine.csv", [(a, 2 * y1, y2) for a, y1, y2 in rows])
+        data = other / "mine.csv"
+    with caplog.at_level("INFO", logger="crystalbench"):
+        second = run(data, target)
+    assert second.skipped == 0 and len(second.finished) == 1, change
+    assert second.finished[0].job.id != first.finished[0].job.id
+    assert second.finished[0].predictions["y_true"] != first.finished[0].predictions["y_true"]
+    assert "inputs changed" in caplog.text
