@@ -282,3 +282,12 @@ def test_runner_end_to_end(tmp_path):
     assert rec.fit_info["epochs_run"] == 2 and rec.fit_info["best_epoch"] in (1, 2)
     assert rec.fit_info["torch_threads"] == 1 and rec.fit_info["graph_cache"]["built"] == 48
     assert list((tmp_path / "cache" / "graphs").glob("crystal-r8_n12/v1/*/*.npz"))  # the run's cache Store
+
+
+def test_cgcnn_passes_the_plugin_test_kit():
+    """The kit plugin authors use (crystalbench.testing), with 2 epochs: contract, seeds, learning, classes."""
+    from crystalbench.testing import check_model
+
+    spec = {s.name: s for s in cgcnn.bench_models()}["cgcnn"]
+    report = check_model(spec, params={"epochs": 2, "batch_size": 16})
+    assert report.regression.job.params["epochs"] == 2 and report.classification is not None

@@ -76,3 +76,13 @@ def test_short_task_loads_cached_and_registered(tmp_path):
         assert {"a", "c", "density", "vpa"} <= set(spec.exclude_features)
         assert spec.leaks == ("lattice", "volume", "density") and spec.provides == "structure"
         assert spec.available(ctx) and list(spec.files(ctx)) == []
+
+
+@pytest.mark.parametrize("name", ["chain1d_short", "chain1d_short_double"])
+def test_tasks_pass_the_plugin_test_kit(name):
+    """crystalbench.testing's check_task: valid dataset, deterministic, cacheable, splits (no data dir needed)."""
+    from crystalbench.testing import check_task
+
+    spec = {s.name: s for s in chains.bench_tasks()}[name]
+    data = check_task(spec)
+    assert len(data) == chains.N_STRUCTURES

@@ -159,3 +159,12 @@ def test_undefined_group_is_nan_rest_defined():
     assert row["vpa"] == pytest.approx(32.0) and row["density"] > 0
     assert row["natoms"] == 2 and row["a"] == pytest.approx(4.0) and row["mean_CN_Voronoi"] == 14
     assert np.isfinite([v for k, v in row.items() if k != "packing_frac"]).all()
+
+
+def test_sets_pass_the_plugin_test_kit():
+    """gong29 and spacegroup through crystalbench.testing: pure per structure, declared columns, NaN as float."""
+    from crystalbench.descriptors.gong29 import bench_descriptors
+    from crystalbench.testing import check_descriptors
+
+    for spec in bench_descriptors():
+        assert check_descriptors(spec).shape[1] == len(spec.feature_names)

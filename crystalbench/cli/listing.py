@@ -74,20 +74,50 @@ def list_descriptors(ctx: click.Context, as_json: bool) -> None:
     print_rows(rows, as_json, ["name", "plugin", "n_features", "version", "description"])
 
 
+PROVIDED = ("models", "tasks", "descriptors", "executors")
+_SHOWN = 3  # names per cell in the table; --json lists them all
+
+
+def _cell(names: list[str]) -> str:
+    """A table cell of names, shortened to the first few and a count (`bench list ...` shows them all)."""
+    if len(names) <= _SHOWN:
+        return ", ".join(names)
+    return ", ".join(names[: _SHOWN - 1]) + f", ... (+{len(names) - _SHOWN + 1} more)"
+
+
 @cli.command("plugins", context_settings=CONTEXT)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Full rows: every name each plugin provides, its hooks.")
 @click.pass_context
 def plugins_cmd(ctx: click.Context, as_json: bool) -> None:
-    """Installed plugins (built-in and third-party): version, what each provides, problems."""
+    """Installed plugins (built-in and third-party): version, what each provides, problems.
+
+    \b
+    One column per kind of thing a plugin provides (models, tasks, descriptor
+    sets, executors; long lists shortened, all in --json) and one for observers
+    (plugins implementing bench_run_finished). A plugin that failed to import or
+    raised in a hook is shown as BROKEN with the reason; the others work.
+    """
     ctx.ensure_object(dict)["quiet_problems"] = True
     reg = registry(ctx)
     rows = []
     for p in reg.plugins:
         status = "disabled" if p.disabled else ("BROKEN: " + p.error if p.error else "ok")
         provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in p.provides.items())
-        rows.append({"name": p.name, "version": p.version or "", "distribution": p.distribution or "",
-                     "hooks": ", ".join(p.hooks), "provides": provides, "status": status})
-    print_rows(rows, as_json, ["name", "distribution", "version", "provides", "status"])
-    if not as_json:
+        row: dict[str, Any] = {"name": p.name, "version": p.version or "", "distribution": p.distribution or "",
+                               "hooks": ", ".join(p.hooks), "provides": provides, "status": status}
+        for kind in PROVIDED:
+            row[kind] = list(p.provides.get(kind, []))
+        row["observer"] = "bench_run_finished" in p.hooks
+        rows.append(row)
+    if as_json:
+        print_rows(rows, True, [])
+    else:
+        kinds = [k for k in PROVIDED if any(r[k] for r in rows)]
+        table = [{**r, **{k: _cell(r[k]) for k in kinds}, "observes": "run_finished" if r["observer"] else ""}
+                 for r in rows]
+        headers = ["name", "distribution", "version", *kinds]
+        if any(r["observer"] for r in rows):
+            headers.append("observes")
+        print_rows(table, False, [*headers, "status"])
         for problem in reg.problems:
             click.echo(f"warning: {problem}", err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -58,6 +59,31 @@ def metric_line(rec: ResultRecord) -> str:
     return text
 
 
+def _make_executor(reg: Any, run_ctx: Any, name: str, **options: Any) -> Any:
+    """The executor `--executor NAME` names, built by its plugin's factory from the executor flags."""
+    spec = reg.executor(name)  # an unknown name: one line with a did-you-mean
+    if run_ctx.debug and (spec.name != "local" or (options.get("workers") or 1) > 1):
+        run_ctx.reporter.warning(f"--debug runs the jobs in this process, one at a time (not with {spec.name}"
+                                 f"{' --workers ' + str(options['workers']) if options.get('workers') else ''})")
+        spec = reg.executor("local")
+        options = {}
+    from ..harness.executors.base import Executor
+
+    plugin = reg.owner.get(("executor", spec.name), "?")
+    try:
+        executor = spec.factory(run_ctx, options)
+    except CrystalbenchError:
+        raise
+    except Exception as exc:
+        raise CrystalbenchError(f"executor {spec.name!r} (plugin {plugin!r}) could not be created: "
+                                f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(executor, Executor):
+        raise CrystalbenchError(f"executor {spec.name!r} (plugin {plugin!r}): its factory returned "
+                                f"{type(executor).__name__}, which is not an Executor (start, submit, running, "
+                                "describe, close)")
+    return executor
+
+
 @cli.command(context_settings=CONTEXT)
 @click.option("-m", "--model", "models", multiple=True, metavar="NAME", help="Model to run (repeatable).")
 @click.option("-t", "--task", "tasks", multiple=True, metavar="NAME|GLOB",
@@ -91,6 +117,20 @@ def metric_line(rec: ResultRecord) -> str:
 @click.option("--threads", type=int, default=lambda: int(os.environ.get("CRYSTALBENCH_THREADS", "1")),
               show_default="1 or $CRYSTALBENCH_THREADS",
               help="Torch intra-op threads per job, applied before every job (raise for large models on an idle machine).")
+@click.option("--executor", "executor_name", default="local", show_default=True, metavar="NAME",
+              help="How jobs run: local (this machine) or ray (a local Ray instance or a cluster), or a plugin's.")
+@click.option("--workers", type=int, metavar="N",
+              help="local: run jobs in N worker processes (default 1: in this process). "
+                   "ray without --ray-address: CPUs of the local Ray instance (default: all cores).")
+@click.option("--ray-address", metavar="ADDRESS",
+              help="ray: join a running cluster ('auto' on a cluster node, or ray://host:10001); "
+                   "default: start a local Ray instance.")
+@click.option("--cpus-per-job", type=float, metavar="X", help="ray: CPUs reserved per job (default 1).")
+@click.option("--gpus-per-job", type=float, metavar="X",
+              help="ray: GPUs reserved per job, fractional allowed: 0.25 packs 4 jobs per GPU "
+                   "(default: 1 with --device cuda, else 0).")
+@click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Run a job again this many times when its worker dies (killed, out of memory, node lost).")
 @click.option("--rerun", is_flag=True, help="Run jobs again even if their results exist (a new failure never replaces a good result).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON record summary per finished job on stdout.")
 @click.option("--no-progress", is_flag=True, help="Hide progress (bars on a terminal, periodic lines elsewhere).")
@@ -101,7 +141,9 @@ def run(ctx: click.Context, models: tuple[str, ...], tasks: tuple[str, ...], dat
         strict: bool, protocol: str | None, split_file: Path | None, seeds: tuple[int, ...], folds: str | None,
         epochs: int | None, pooling: str | None, descriptors: str | None, device: str, config_path: Path | None,
         results_dir: Path, data_dir: Path | None, cache_dir: Path | None, jobs: int | None, threads: int,
-        rerun: bool, as_json: bool, no_progress: bool, debug: bool) -> None:
+        executor_name: str, workers: int | None, ray_address: str | None, cpus_per_job: float | None,
+        gpus_per_job: float | None, retries: int, rerun: bool, as_json: bool, no_progress: bool,
+        debug: bool) -> None:
     """Run models on tasks; every finished job is saved, re-runs resume.
 
     A job is identified by everything that determines its result: model and
@@ -115,7 +157,14 @@ def run(ctx: click.Context, models: tuple[str, ...], tasks: tuple[str, ...], dat
       bench run -m cgcnn -m roost -m rf -t 'desc_*' --epochs 50
       bench run -m dummy -t matbench_phonons --protocol matbench
       bench run -m rf --data my.csv --target band_gap
+      bench run -m cgcnn -t 'desc_*' --seed 0 --seed 1 --workers 4
+      bench run -m cgcnn -t 'desc_*' --device cuda --executor ray --ray-address auto --gpus-per-job 0.25
+
+    Only this process writes results, whatever the executor: a killed run loses
+    no finished job and the same command resumes it.
     """
+    from ..harness.executors.base import TaskRecipe
+    from ..harness.executors.local import SequentialExecutor
     from ..harness.runner import GridRequest, run_grid
 
     run_ctx = make_context(data_dir=data_dir, cache_dir=cache_dir, results_dir=results_dir, jobs=jobs,
@@ -131,31 +180,44 @@ def run(ctx: click.Context, models: tuple[str, ...], tasks: tuple[str, ...], dat
     if descriptors:
         reg.descriptor(descriptors)
     config = _load_config(config_path)
+    executor = _make_executor(reg, run_ctx, executor_name, workers=workers, address=ray_address,
+                              cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job)
+    recipes = {}
     if data_path is not None:
         from ..tasks.user import user_task
 
-        spec = user_task(data_path, target=target, structure_column=structure_column, id_column=id_column,
-                         task_type="classification" if classification else "regression", strict=strict)
+        options = dict(target=target, structure_column=structure_column, id_column=id_column,
+                       task_type="classification" if classification else "regression", strict=strict)
+        spec = user_task(data_path, **options)  # type: ignore[arg-type]
         extra[spec.name] = spec
+        # worker processes re-create the task from these arguments (its spec holds closures)
+        recipes[spec.name] = TaskRecipe("crystalbench.tasks.user:user_task", (str(Path(data_path).absolute()),),
+                                        options)
     req = GridRequest(
         models=list(models), tasks=list(tasks), protocol=protocol, seeds=list(seeds) or [0],
         folds=_parse_folds(folds), epochs=epochs, pooling=pooling, descriptors=descriptors, config=config,
-        split_file=split_file, rerun=rerun, extra_tasks=extra,
+        split_file=split_file, rerun=rerun, extra_tasks=extra, task_recipes=recipes,
     )
+
+    json_out = sys.stdout
 
     def emit(rec: ResultRecord) -> None:
         if as_json:
             d = rec.to_dict()
             keep = {k: d[k] for k in ("job_id", "status", "metrics", "error", "timings", "warnings")}
             keep.update({k: d["job"][k] for k in ("model", "task", "protocol", "fold", "seed")})
-            click.echo(json.dumps(keep))
-            sys.stdout.flush()
+            click.echo(json.dumps(keep), file=json_out)
+            json_out.flush()
         else:
             mark = "✓" if rec.ok else "✗"
             run_ctx.reporter.info(f"{mark} {rec.model} · {rec.task} · fold {rec.fold} · seed {rec.seed}: {metric_line(rec)}")
 
     try:
-        summary = run_grid(reg, run_ctx, req, on_record=emit)
+        # with --json, stdout holds only the summaries: what workers print (Ray forwards their output and its
+        # own messages to this process's stdout) goes to stderr
+        in_process = isinstance(executor, SequentialExecutor)
+        with contextlib.redirect_stdout(sys.stderr) if as_json and not in_process else contextlib.nullcontext():
+            summary = run_grid(reg, run_ctx, req, on_record=emit, executor=executor, retries=retries)
     except Exception:
         if not debug:
             raise

@@ -5,9 +5,13 @@ and flags) into `Job`s, rejecting silent no-ops (a fold that does not exist, a
 config key no model has, `--pooling` on a model without pooling) and jobs that
 cannot mean anything, each with one line naming the culprit. `run_grid` runs
 the jobs that have no valid record yet: each is claimed (so concurrent runs on
-one results directory share the work), run through `stages.run_job`, written
-atomically, and passed to observers. A failing job is recorded as failed and
-the grid goes on; a record that cannot be written is kept and saved elsewhere.
+one results directory share the work) when the executor has a free slot, run
+through `stages.run_job` by the executor (in this process by default, in worker
+processes or on a Ray cluster otherwise: `crystalbench.harness.executors`),
+written atomically by this process alone as its record comes back, and passed
+to observers. A failing job is recorded as failed and the grid goes on; a job
+whose worker died is retried (`retries`) and then recorded as failed; a record
+that cannot be written is kept and saved elsewhere.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import difflib
 import logging
 import os
 import tempfile
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +28,16 @@ from typing import Any
 
 from .context import RunContext
 from .errors import BadInputError, CrystalbenchError, DataUnavailableError, UnknownNameError
+from .executors.base import Executor, Failure, RunSetup, TaskRecipe
+from .executors.local import SequentialExecutor
 from .job import Job
 from .params import params_to_dict, resolve_params
 from .record import ResultRecord
 from .registry import Registry
-from .results import ResultStore, describe_oserror
+from .results import Claim, ResultStore, describe_oserror
 from .specs import ModelSpec, TaskSpec
 from .splits import PROTOCOLS, n_folds, split_file_digest
-from .stages import IncompatibleError, Workspace, run_job, static_incompatibility
+from .stages import Workspace, static_incompatibility
 from .store import atomic_write
 
 __all__ = ["GridRequest", "RunSummary", "plan_grid", "run_grid", "resolve_job_params"]
@@ -54,6 +61,8 @@ class GridRequest:
     split_file: Path | None = None
     rerun: bool = False
     extra_tasks: Mapping[str, TaskSpec] = field(default_factory=dict)
+    # how worker processes re-create `extra_tasks` (their specs hold closures): see executors.base.TaskRecipe
+    task_recipes: Mapping[str, TaskRecipe] = field(default_factory=dict)
 
 
 @dataclass
@@ -242,14 +251,42 @@ def _write(store: ResultStore, record: ResultRecord, ctx: RunContext, summary: R
     return False
 
 
+def _crash_record(job: Job, task: TaskSpec | None, failure: Failure, attempts: int, node: str) -> ResultRecord:
+    """The failed record of a job whose worker died on every attempt."""
+    tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+    return ResultRecord(
+        job=job,
+        status="failed",
+        error=f"worker died: {failure.message} ({tries}; see --retries)",
+        task_info={
+            "target": task.target if task else job.target, "unit": task.unit if task else "",
+            "task_type": task.task_type if task else "regression", "extensive": bool(task.extensive) if task else False,
+            "classes": None,
+        },
+        runtime={"device": job.device, "node": node or None},
+    )
+
+
 def run_grid(
     reg: Registry,
     ctx: RunContext,
     req: GridRequest,
     *,
     on_record: Callable[[ResultRecord], None] | None = None,
+    executor: Executor | None = None,
+    retries: int = 1,
 ) -> RunSummary:
-    """Run every pending job of the request; see the module docstring."""
+    """Run every pending job of the request; see the module docstring.
+
+    executor: what runs the jobs (`crystalbench.harness.executors`); None runs them
+        one by one in this process. This function alone writes records, calls
+        observers and shows progress, whatever the executor.
+    retries: how many times a job whose worker died (killed, out of memory, node
+        lost) is run again before it is recorded as failed; a job that raised is not
+        retried (it would raise again).
+    """
+    if retries < 0:
+        raise BadInputError(f"--retries must be 0 or more (got {retries})")
     store = ResultStore(ctx.results_dir)
     removed = store.prepare()  # before computing anything: a bad results dir fails now, not after an hour
     if removed:
@@ -280,12 +317,29 @@ def run_grid(
                 )
     if summary.skipped:
         ctx.reporter.note(f"resuming: {summary.skipped} of {len(jobs)} jobs already recorded in {ctx.results_dir}")
+    if not pending:
+        return summary
 
+    if executor is None:
+        executor = SequentialExecutor()
     broken_tasks: set[str] = set()
+    queue = deque(pending)
+    retry: deque[Job] = deque()
+    claims: dict[str, Claim] = {}
+    attempts: dict[str, int] = {}
     progress = ctx.progress_bar(len(pending), "jobs", "job")
-    try:
-        for job in pending:
-            progress.update(0, postfix=f"{job.model} · {job.task}")
+
+    def status() -> str:
+        running = executor.running
+        return f"{len(summary.finished)} done, {summary.failed} failed" + (f", {running} running" if running else "")
+
+    def next_job() -> Job | None:
+        """Called by the executor when a slot is free: the next job, claimed (None: nothing to start now)."""
+        if retry:
+            return retry.popleft()  # still claimed
+        while queue:
+            job = queue.popleft()
+            progress.update(0, postfix=f"{job.model} · {job.task}" if executor.running == 0 else None)
             if job.task in broken_tasks:
                 progress.update(1)
                 continue
@@ -296,32 +350,50 @@ def run_grid(
                 ctx.reporter.note(f"{job.label()}: being computed by {holder}; left to it")
                 progress.update(1)
                 continue
+            if not req.rerun and store.done(job):  # finished by a concurrent run meanwhile
+                summary.skipped += 1
+                claim.release()
+                progress.update(1, postfix=status())
+                continue
+            claims[job.id] = claim
+            attempts[job.id] = 1
+            return job
+        return None
+
+    def error(msg: str) -> None:
+        if msg not in summary.errors:
+            summary.errors.append(msg)
+            ctx.reporter.error(msg)
+
+    try:
+        executor.start(RunSetup(reg=reg, ctx=ctx, workspace=workspace, split_file=req.split_file,
+                                extra_tasks=req.extra_tasks, task_recipes=req.task_recipes))
+        if not isinstance(executor, SequentialExecutor):
+            ctx.reporter.note(f"running {len(pending)} job(s) on {executor.describe()}")
+        for outcome in executor.submit(next_job):
+            job = outcome.job
+            failure = outcome.failure
+            if failure is not None and failure.retryable and attempts.get(job.id, 1) <= retries:
+                attempts[job.id] = attempts.get(job.id, 1) + 1
+                ctx.reporter.warning(
+                    f"{job.label()}: {failure.message}; retrying (attempt {attempts[job.id]} of {retries + 1})"
+                )
+                retry.append(job)
+                continue
             try:
-                if not req.rerun and store.done(job):  # finished by a concurrent run meanwhile
-                    summary.skipped += 1
+                record = outcome.record
+                if failure is not None and failure.retryable:
+                    record = _crash_record(job, _task_or_none(workspace, job.task), failure,
+                                           attempts.get(job.id, 1), outcome.node)
+                elif failure is not None:
+                    if failure.kind == "incompatible":
+                        error(f"{job.model} on {job.task}: {failure.message}")
+                    elif job.task not in broken_tasks:
+                        broken_tasks.add(job.task)
+                        prefix = "data unavailable: " if failure.kind == "data_unavailable" else ""
+                        error(f"task {job.task!r}: {prefix}{failure.message}")
                     continue
-                try:
-                    record = run_job(job, ctx, workspace, split_file=req.split_file)
-                except IncompatibleError as exc:
-                    msg = f"{job.model} on {job.task}: {exc}"
-                    if msg not in summary.errors:
-                        summary.errors.append(msg)
-                        ctx.reporter.error(msg)
-                    continue
-                except DataUnavailableError as exc:
-                    broken_tasks.add(job.task)
-                    msg = f"task {job.task!r}: data unavailable: {exc}"
-                    summary.errors.append(msg)
-                    ctx.reporter.error(msg)
-                    continue
-                except CrystalbenchError as exc:
-                    if ctx.debug:
-                        raise
-                    broken_tasks.add(job.task)
-                    msg = f"task {job.task!r}: {exc}"
-                    summary.errors.append(msg)
-                    ctx.reporter.error(msg)
-                    continue
+                assert record is not None
                 if _write(store, record, ctx, summary):
                     for problem in reg.notify_finished(record, ctx):
                         ctx.reporter.warning(problem)
@@ -331,11 +403,25 @@ def run_grid(
                 if on_record:
                     on_record(record)
             finally:
-                claim.release()
-                progress.update(1, postfix=f"{len(summary.finished)} done, {summary.failed} failed")
+                held = claims.pop(job.id, None)
+                if held is not None:
+                    held.release()
+                progress.update(1, postfix=status())
     finally:
-        progress.close()
+        try:
+            executor.close()
+        finally:
+            for held in claims.values():  # jobs in flight when the run stopped: let the next run take them
+                held.release()
+            progress.close()
     return summary
+
+
+def _task_or_none(workspace: Workspace, name: str) -> TaskSpec | None:
+    try:
+        return workspace.task(name)
+    except CrystalbenchError:
+        return None
 
 
 def default_jobs() -> int:

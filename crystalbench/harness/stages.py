@@ -1,7 +1,8 @@
 """`run_job(job, ctx) -> ResultRecord`: the stages of one job.
 
-    prepare           load the task's data (memoised per process), make the fold,
-                      attach descriptor features
+    prepare           load the task's data (memoised per process; on disk by
+                      `dataset_cache` when the task declares its files), make the
+                      fold, attach descriptor features
     check_compatible  the only home of every "needs" rule: what the model needs x
                       what the task provides x what the descriptor set needs x
                       whether the target means anything (constant, one class) x
@@ -18,6 +19,7 @@ the registry in a worker that has none.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 import traceback
@@ -30,6 +32,7 @@ import numpy as np
 
 from .context import RunContext
 from .dataset import Dataset
+from .dataset_cache import DatasetCache, task_key
 from .errors import CrystalbenchError, DataUnavailableError
 from .featurize import compute_descriptors
 from .job import Job
@@ -44,6 +47,8 @@ from .splits import Fold, make_folds
 from .store import digest
 
 __all__ = ["Workspace", "LoadedTask", "IncompatibleError", "run_job", "check_compatible", "leak_warnings"]
+
+log = logging.getLogger("crystalbench.stages")
 
 
 class IncompatibleError(CrystalbenchError):
@@ -111,15 +116,33 @@ class Workspace:
                 self._fingerprints[name] = "content:" + self.load(name).data.content_hash[:24]
         return self._fingerprints[name]
 
+    def _cache_key(self, spec: TaskSpec) -> str | None:
+        return task_key(spec, self.ctx, plugin=self.reg.owner.get(("task", spec.name)),
+                        plugin_version=self.reg.plugin_version("task", spec.name))
+
     def load(self, name: str) -> LoadedTask:
+        """The task's dataset: from the dataset cache when its files are unchanged, else `spec.load` (then cached)."""
         if name not in self._loaded:
             spec = self.task(name)
             t0 = time.perf_counter()
-            data = spec.load(self.ctx)
-            if not isinstance(data, Dataset):
-                raise CrystalbenchError(f"task {name!r}: load returned {type(data).__name__}, not a Dataset")
-            if len(data) == 0:
-                raise CrystalbenchError(f"task {name!r} loaded an empty dataset")
+            cache = DatasetCache(self.ctx)
+            key = self._cache_key(spec)
+            data = cache.get(key) if key is not None else None
+            if data is not None:
+                log.debug("task %s: dataset read from the cache (%s)", name, cache.store.path(key or "", "json"))
+                skipped = data.meta.get("skipped_count")
+                if isinstance(skipped, int) and skipped > 0:  # the loader's warnings are not replayed on a hit
+                    self.ctx.reporter.note(f"task {name!r}: {skipped} bad row(s) were skipped when its files were "
+                                           "first read (see that run's warnings; the dataset comes from the cache)")
+            else:
+                data = spec.load(self.ctx)
+                if not isinstance(data, Dataset):
+                    raise CrystalbenchError(f"task {name!r}: load returned {type(data).__name__}, not a Dataset")
+                if len(data) == 0:
+                    raise CrystalbenchError(f"task {name!r} loaded an empty dataset")
+                key = self._cache_key(spec)  # after the load: a loader may have fetched its files
+                if key is not None:
+                    cache.put(key, data)
             secs = time.perf_counter() - t0
             files = self._files(spec)
             fp = self._fingerprints.get(name) or (

@@ -114,7 +114,8 @@ class Outcome:
                     "error", f"on node {node}: the worker answered job {record.job_id}, not {job.id}"), node=node)
             return cls(job, record=record, node=node)
         f = payload.get("failure") or {}
-        kind = f.get("kind") if f.get("kind") in ("incompatible", "data_unavailable", "error", "crashed") else "error"
+        kinds: tuple[FailureKind, ...] = ("incompatible", "data_unavailable", "error", "crashed")
+        kind: FailureKind = next((k for k in kinds if k == f.get("kind")), "error")
         return cls(job, failure=Failure(kind, str(f.get("message") or "the worker sent no result"),
                                         f.get("traceback")), node=node)
 

@@ -18,11 +18,15 @@ of the job it held, naming the signal, and replaced by a fresh process.
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import os
+import pickle
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from multiprocessing import Pipe
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -97,16 +101,36 @@ def describe_exit(pid: int, exitcode: int | None) -> str:
     return f"the worker process (pid {pid}) on {node_name()} exited with status {exitcode}"
 
 
-def _worker_main(conn: Connection, setup: WorkerSetup) -> None:
-    """A worker process: build the world, then run the jobs the driver sends until it sends None."""
+def worker_process_main(fd: int) -> None:
+    """A worker process (`python -m crystalbench.harness.executors.local FD`): run the jobs the driver sends.
+
+    The driver sends its `sys.path` (so that plugins it registered by hand import here), then the
+    pickled `WorkerSetup`, then one `Job.to_dict()` at a time, and None to stop. The worker answers
+    ``{"ready": True}`` (or ``{"setup_failed": message}``) once, then one `worker.execute` answer per job.
+    """
+    from multiprocessing.connection import Connection
+
     from ..featurize import _die_with_parent
-    from . import worker
 
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    worker._quiet_worker_logging()
+    try:  # the driver's stdout may be a stream of JSON summaries (`--json`): what a plugin prints goes to stderr
+        sys.stdout.flush()
+        os.dup2(2, 1)
+    except OSError:
+        pass
+    conn = Connection(fd)
     try:
+        for p in conn.recv():
+            if p not in sys.path:
+                sys.path.append(p)
+        from . import worker
+
+        worker._quiet_worker_logging()
+        setup = conn.recv()
         worker.world(setup)
+    except (EOFError, OSError):
+        return
     except BaseException as exc:  # noqa: BLE001  (reported to the driver, which stops the run)
         first = (str(exc).strip().splitlines() or [""])[0]
         conn.send({"setup_failed": f"{type(exc).__name__}: {first}"})
@@ -124,7 +148,7 @@ def _worker_main(conn: Connection, setup: WorkerSetup) -> None:
 
 @dataclass
 class _Worker:
-    proc: Any
+    proc: subprocess.Popen  # type: ignore[type-arg]
     conn: Connection
     job: Job | None = None
     ready: bool = False
@@ -135,12 +159,12 @@ class ProcessExecutor:
 
     name = "local"
 
-    def __init__(self, workers: int, *, start_method: str = "spawn") -> None:
+    def __init__(self, workers: int) -> None:
         if workers < 1:
             raise CrystalbenchError(f"--workers must be at least 1 (got {workers})")
         self.workers = workers
-        self._mp = mp.get_context(start_method)
         self._setup: WorkerSetup | None = None
+        self._blob = b""
         self._pool: list[_Worker] = []
         self._closed = False
 
@@ -152,12 +176,10 @@ class ProcessExecutor:
         return sum(w.job is not None for w in self._pool)
 
     def start(self, setup: RunSetup) -> None:
-        import pickle
-
         jobs = max(1, setup.ctx.jobs // self.workers)
         self._setup = setup.for_workers(jobs=jobs)
         try:
-            pickle.dumps(self._setup)
+            self._blob = pickle.dumps(self._setup)
         except Exception as exc:
             raise CrystalbenchError(
                 f"--workers {self.workers}: this run cannot be sent to worker processes ({type(exc).__name__}: "
@@ -168,11 +190,17 @@ class ProcessExecutor:
             self._pool.append(self._spawn())
 
     def _spawn(self) -> _Worker:
-        parent, child = self._mp.Pipe(duplex=True)
-        proc = self._mp.Process(target=_worker_main, args=(child, self._setup), name="crystalbench-worker",
-                                daemon=False)  # not daemonic: a worker may start featurization processes
-        proc.start()
+        assert self._setup is not None
+        parent, child = Pipe(duplex=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(child.fileno())],
+            pass_fds=[child.fileno()],
+            start_new_session=True,  # Ctrl-C reaches the driver only; it stops the workers
+            close_fds=True,
+        )
         child.close()
+        parent.send(list(self._setup.sys_path))
+        parent.send_bytes(self._blob)
         return _Worker(proc, parent)
 
     def submit(self, next_job: NextJob) -> Iterator[Outcome]:
@@ -189,37 +217,29 @@ class ProcessExecutor:
                         w.conn.send(job.to_dict())
             busy = [w for w in self._pool if w.job is not None]
             if not busy:
-                job = next_job()  # a retry may have been queued since
-                if job is None:
-                    return
-                exhausted = False
-                idle = self._pool[0]
-                idle.job = job
-                idle.conn.send(job.to_dict())
-                continue
-            waitables: list[Any] = [w.conn for w in busy] + [w.proc.sentinel for w in busy]
-            ready = set(wait(waitables, timeout=5.0))
+                return
+            ready = set(wait([w.conn for w in busy], timeout=5.0))
             for i, w in enumerate(list(self._pool)):
-                if w.job is None or (w.conn not in ready and w.proc.sentinel not in ready):
+                if w.job is None or w.conn not in ready:
                     continue
                 outcome = self._collect(i, w)
                 if outcome is not None:
-                    exhausted = False  # a slot is free again: ask for the next job
+                    exhausted = False  # a slot is free again (or a retry was queued): ask for the next job
                     yield outcome
 
     def _collect(self, i: int, w: _Worker) -> Outcome | None:
-        """The outcome of worker `i`'s job if it has one now (an answer, or its death)."""
+        """The outcome of worker `i`'s job if it has one now: its answer, or its death (EOF on the pipe)."""
         job = w.job
         assert job is not None
         msg: Any = None
         try:
-            while w.conn.poll():
+            while msg is None:
                 msg = w.conn.recv()
                 if "ready" in msg:
                     w.ready = True
                     msg = None
-                    continue
-                break
+                    if not w.conn.poll():
+                        return None
         except (EOFError, OSError):
             msg = None
         if msg is not None and "setup_failed" in msg:
@@ -227,13 +247,16 @@ class ProcessExecutor:
         if msg is not None:
             w.job = None
             return Outcome.from_wire(job, msg)
-        if w.proc.is_alive():
-            return None  # only the ready message came
-        w.proc.join(timeout=5)
-        reason = describe_exit(w.proc.pid, w.proc.exitcode)
-        if not w.ready:
-            reason += " while starting"
+        try:
+            code = w.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
+            code = w.proc.wait()
+        reason = describe_exit(w.proc.pid, code)
         w.conn.close()
+        if not w.ready:  # it never ran a job: every worker would fail the same way
+            raise CrystalbenchError(f"a worker process could not start: {reason} (see its message above; "
+                                    "--workers 1 runs the jobs in this process)")
         self._pool[i] = self._spawn()
         return Outcome(job, failure=Failure("crashed", reason), node=node_name())
 
@@ -243,20 +266,25 @@ class ProcessExecutor:
         self._closed = True
         for w in self._pool:
             try:
-                if w.proc.is_alive() and w.job is None:
+                if w.job is None:
                     w.conn.send(None)
+                else:
+                    w.proc.terminate()  # interrupted mid-job: its claim is released by the runner
             except (OSError, ValueError):
                 pass
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + 3.0
         for w in self._pool:
-            if w.job is not None and w.proc.is_alive():
-                w.proc.terminate()  # interrupted mid-job: its claim is released by the runner
-            w.proc.join(timeout=max(0.1, deadline - time.monotonic()))
-            if w.proc.is_alive():
+            try:
+                w.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 w.proc.kill()
-                w.proc.join(timeout=5)
+                w.proc.wait(timeout=5)
             try:
                 w.conn.close()
             except OSError:
                 pass
         self._pool = []
+
+
+if __name__ == "__main__":
+    worker_process_main(int(sys.argv[1]))

@@ -1,0 +1,1 @@
+"""crystalbench-example: a crystalbench plugin (see README.md)."""

@@ -1,0 +1,13 @@
+"""Executors: how a grid's jobs are run (`bench run --executor NAME`).
+
+The protocol and the data that crosses process and node boundaries are in
+`base.py`; `local.py` runs jobs in this process or in N worker processes;
+`ray_executor.py` runs them as Ray tasks (Ray is imported only when that
+executor starts). The built-in `local` and `ray` executors are registered by the
+`executors` plugin (`crystalbench.plugins.executors`) through the
+`bench_executors` hook, exactly like a third-party executor would be.
+"""
+
+from .base import Executor, Failure, Outcome, RunSetup, TaskRecipe, WorkerSetup
+
+__all__ = ["Executor", "Failure", "Outcome", "RunSetup", "TaskRecipe", "WorkerSetup"]
