@@ -386,6 +386,8 @@ def run_grid(
                     record = _crash_record(job, _task_or_none(workspace, job.task), failure,
                                            attempts.get(job.id, 1), outcome.node)
                 elif failure is not None:
+                    if failure.traceback:
+                        log.debug(f"{job.label()} on {outcome.node or 'a worker'}:\n{failure.traceback}")
                     if failure.kind == "incompatible":
                         error(f"{job.model} on {job.task}: {failure.message}")
                     elif job.task not in broken_tasks:

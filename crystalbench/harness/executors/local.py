@@ -3,17 +3,22 @@
 `SequentialExecutor` runs each job in the driver process with the Workspace
 planning already filled, one after the other: exactly what `bench run` always did.
 
-`ProcessExecutor` (`--workers N`, N > 1) starts N worker processes with the
-``spawn`` start method (safe with torch and CUDA; nothing of the driver's state
-is inherited). Each worker rebuilds the registry with the driver's RunContext
-and memoises datasets in its own Workspace (`worker.py`); `ctx.jobs`
-(featurization processes) is divided among the workers. A worker receives one
-job at a time, so the driver claims a job only when a worker is free. Workers
-ignore Ctrl-C (the driver stops them) and die with the driver (Linux
-parent-death signal), so a driver killed with SIGKILL leaves no process
-computing on; its claims name its own pid and are taken over by the next run.
-A worker that dies (killed, out of memory) is reported as a `crashed` failure
-of the job it held, naming the signal, and replaced by a fresh process.
+`ProcessExecutor` (`--workers N`, N > 1) starts N fresh Python processes
+(``python -m crystalbench.harness.executors.local FD``, talking to the driver over
+a `multiprocessing` pipe): like the ``spawn`` start method, safe with torch and
+CUDA and inheriting nothing of the driver's state, but without re-running the
+driver's ``__main__`` (a script without an ``if __name__ == "__main__"`` guard
+works) and without a resource-tracker process left behind. Each worker rebuilds
+the registry with the driver's RunContext and memoises datasets in its own
+Workspace (`worker.py`); `ctx.jobs` (featurization processes) is divided among
+the workers. A worker receives one job at a time, so the driver claims a job
+only when a worker is free. Workers run in their own session (Ctrl-C reaches
+the driver, which stops them) and die with the driver (Linux parent-death
+signal), so a driver killed with SIGKILL leaves no process computing on; its
+claims name its own pid and are taken over by the next run. A worker that dies
+(killed, out of memory) is reported as a `crashed` failure of the job it held,
+naming the signal, and replaced by a fresh process; one that dies before it is
+ready stops the run with that reason (every worker would fail the same way).
 """
 
 from __future__ import annotations
