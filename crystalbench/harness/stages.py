@@ -106,15 +106,16 @@ class Workspace:
         """
         if name not in self._fingerprints:
             spec = self.task(name)
-            files = self._files(spec)
-            owner = {"plugin": self.reg.owner.get(("task", name)), "version": self.reg.plugin_version("task", name)}
-            if files:
-                self._fingerprints[name] = "files:" + digest(
-                    {"files": files, "task_version": spec.version, "owner": owner, "target": spec.target}, 24
-                )
-            else:
-                self._fingerprints[name] = "content:" + self.load(name).data.content_hash[:24]
+            from_files = self._files_fingerprint(spec, self._files(spec))
+            self._fingerprints[name] = from_files or self.load(name).fingerprint
         return self._fingerprints[name]
+
+    def _files_fingerprint(self, spec: TaskSpec, files: dict[str, str]) -> str | None:
+        """The fingerprint of a task that declares its files (None when it declares none that exist)."""
+        if not files:
+            return None
+        owner = {"plugin": self.reg.owner.get(("task", spec.name)), "version": self.reg.plugin_version("task", spec.name)}
+        return "files:" + digest({"files": files, "task_version": spec.version, "owner": owner, "target": spec.target}, 24)
 
     def _cache_key(self, spec: TaskSpec) -> str | None:
         return task_key(spec, self.ctx, plugin=self.reg.owner.get(("task", spec.name)),
@@ -145,13 +146,7 @@ class Workspace:
                     cache.put(key, data)
             secs = time.perf_counter() - t0
             files = self._files(spec)
-            fp = self._fingerprints.get(name) or (
-                "files:" + digest({"files": files, "task_version": spec.version,
-                                   "owner": {"plugin": self.reg.owner.get(("task", name)),
-                                             "version": self.reg.plugin_version("task", name)},
-                                   "target": spec.target}, 24)
-                if files else "content:" + data.content_hash[:24]
-            )
+            fp = self._files_fingerprint(spec, files) or "content:" + data.content_hash[:24]
             self._fingerprints[name] = fp
             self._loaded[name] = LoadedTask(spec, data, secs, files, fp)
         return self._loaded[name]
