@@ -2,7 +2,7 @@
 
 What a plugin author imports::
 
-    from crystalbench import hookimpl, ModelSpec, TaskSpec, DescriptorSpec, Dataset, RunContext
+    from crystalbench import hookimpl, ModelSpec, TaskSpec, DescriptorSpec, SuiteSpec, Dataset, RunContext
 
 The contract is `crystalbench/harness/hookspecs.py` (every hook, documented where
 declared) and the types re-exported here; docs/plugins.md is the one page.
@@ -15,8 +15,19 @@ from .harness.hookspecs import hookimpl
 from .harness.job import Job
 from .harness.record import ResultRecord
 from .harness.seeding import apply_threads, seed_everything
-from .harness.specs import NAME_PATTERN, DescriptorSpec, Model, ModelContext, ModelSpec, SplitIds, TaskSpec
+from .harness.specs import (
+    NAME_PATTERN,
+    DescriptorSpec,
+    Model,
+    ModelContext,
+    ModelSpec,
+    SplitIds,
+    SuiteEntry,
+    SuiteSpec,
+    TaskSpec,
+)
 from .harness.store import Store, atomic_write
+from .harness.telemetry import report_epoch
 
 __version__ = "0.2.0"
 
@@ -29,7 +40,10 @@ __all__ = [
     "ModelSpec",
     "TaskSpec",
     "DescriptorSpec",
+    "SuiteSpec",
+    "SuiteEntry",
     "SplitIds",
+    "report_epoch",
     "RunContext",
     "Job",
     "ResultRecord",

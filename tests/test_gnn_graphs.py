@@ -47,15 +47,15 @@ def test_truncated_cache_file_is_rebuilt(tmp_path):
     params = GraphParams(radius=6.0, max_neighbors=8)
     first = build_graphs(structures, params=params, cache_dir=tmp_path)
     files = sorted(tmp_path.rglob("*.npz"))
-    assert len(files) == 5
-    victim = files[2]
+    assert len(files) == 1  # one file for the set, not one per structure
+    victim = files[0]
     good = victim.read_bytes()
     victim.write_bytes(good[: len(good) // 2])  # a killed writer on an old version, a full disk...
     clear_graph_memo()  # force the disk read
     stats = GraphStats()
     again = build_graphs(structures, params=params, cache_dir=tmp_path, stats=stats)  # no BadZipFile
     assert all(_same(a, b) for a, b in zip(first, again))
-    assert (stats.disk, stats.built, stats.discarded) == (4, 1, 1)
+    assert (stats.disk, stats.built, stats.discarded) == (0, 5, 1)
     assert victim.read_bytes() == good  # rewritten whole
     clear_graph_memo()
     stats = GraphStats()
@@ -63,23 +63,46 @@ def test_truncated_cache_file_is_rebuilt(tmp_path):
     assert (stats.disk, stats.built, stats.discarded) == (5, 0, 0)  # fixed for good, not rebuilt every run
 
 
-def test_readable_but_inconsistent_entry_is_rebuilt(tmp_path):
+@pytest.mark.parametrize("damage", ["index", "lengths", "missing"])
+def test_readable_but_inconsistent_entry_is_rebuilt(tmp_path, damage):
     structures = _structures(2)
+    clear_graph_memo()
     first = build_graphs(structures, cache_dir=tmp_path)
-    path = sorted(tmp_path.rglob("*.npz"))[0]
-    buf = io.BytesIO()
+    (path,) = sorted(tmp_path.rglob("*.npz"))
     arrays = dict(np.load(path))
-    arrays["neighbors"] = arrays["neighbors"] + 1000  # indices past the atom count
+    assert list(arrays["numbers.len"]) == [2, 2]
+    if damage == "index":
+        arrays["neighbors"] = arrays["neighbors"] + 1000  # indices past the atom count
+    elif damage == "lengths":
+        arrays["centers.len"] = arrays["centers.len"][:1]  # fewer graphs than structures
+    else:
+        del arrays["distances"]
+    buf = io.BytesIO()
     np.savez(buf, **arrays)
     path.write_bytes(buf.getvalue())
-    missing = sorted(tmp_path.rglob("*.npz"))[1]
-    buf = io.BytesIO()
-    np.savez(buf, numbers=np.array([11, 17]))  # an array missing
-    missing.write_bytes(buf.getvalue())
     clear_graph_memo()
     stats = GraphStats()
     again = build_graphs(structures, cache_dir=tmp_path, stats=stats)
-    assert all(_same(a, b) for a, b in zip(first, again)) and (stats.built, stats.discarded) == (2, 2)
+    assert all(_same(a, b) for a, b in zip(first, again)) and (stats.built, stats.discarded) == (2, 1)
+    clear_graph_memo()
+    stats = GraphStats()
+    build_graphs(structures, cache_dir=tmp_path, stats=stats)
+    assert (stats.disk, stats.built, stats.discarded) == (2, 0, 0)
+
+
+def test_each_set_is_one_entry_and_order_matters(tmp_path):
+    structures = _structures(4)
+    clear_graph_memo()
+    build_graphs(structures, cache_dir=tmp_path)
+    build_graphs(structures[:2], cache_dir=tmp_path)  # all from the memo: nothing to read or write
+    assert len(list(tmp_path.rglob("*.npz"))) == 1
+    clear_graph_memo()
+    build_graphs(structures[:2], cache_dir=tmp_path)  # a subset is its own entry
+    assert len(list(tmp_path.rglob("*.npz"))) == 2
+    clear_graph_memo()
+    stats = GraphStats()
+    back = build_graphs(structures[::-1], cache_dir=tmp_path, stats=stats)  # another order: another set
+    assert (stats.disk, stats.built) == (0, 4) and back[0].numbers[0] == 11  # structure 3 is NaCl (i % 3 == 0)
 
 
 def test_memo_duplicates_and_run_context_store(tmp_path):
@@ -93,13 +116,17 @@ def test_memo_duplicates_and_run_context_store(tmp_path):
     stats = GraphStats()
     graphs = build_graphs(structures, params=params, store=store, stats=stats)
     assert stats.built == 3 and graphs[0] is graphs[2] is graphs[4]
-    assert len(list((tmp_path / "runcache").rglob("*.npz"))) == 3
+    assert len(list((tmp_path / "runcache").rglob("*.npz"))) == 1
+    clear_graph_memo()
+    stats = GraphStats()
+    again = build_graphs(structures, params=params, store=store, stats=stats)
+    assert (stats.disk, stats.built) == (5, 0) and again[0] is again[2]
     stats = GraphStats()
     build_graphs(structures, params=params, store=store, stats=stats)
     assert (stats.memo, stats.built) == (5, 0)
     # a Dataset's precomputed keys are used as given
     d = Dataset(ids=list("abcde"), targets=np.zeros(5), structures=structures)
-    assert build_graphs(d.structures, keys=d.structure_keys, store=store)[1] is graphs[1]
+    assert build_graphs(d.structures, keys=d.structure_keys, store=store)[1] is again[1]
     with pytest.raises(BadInputError, match="keys"):
         build_graphs(structures, keys=d.structure_keys[:2], store=store)
 
@@ -124,12 +151,12 @@ def test_model_cache_goes_through_the_run_store_and_survives_corruption(tmp_path
 
     clear_graph_memo()
     assert fit()["graph_cache"]["built"] == 12
-    files = sorted((tmp_path / "c" / "graphs").rglob("*.npz"))
-    assert len(files) == 12
-    files[0].write_bytes(files[0].read_bytes()[:40])
+    files = sorted((tmp_path / "c" / "graphs").rglob("*.npz"), key=lambda f: f.stat().st_size)
+    assert len(files) == 2  # the training set and the validation set
+    files[0].write_bytes(files[0].read_bytes()[:40])  # the validation set's file
     clear_graph_memo()
     info = fit()["graph_cache"]
-    assert (info["built"], info["disk"], info["discarded"]) == (1, 11, 1)
+    assert (info["built"], info["disk"], info["discarded"]) == (4, 8, 1)
 
 
 def test_one_atom_feature_table_for_every_gnn():

@@ -34,26 +34,30 @@ def test_every_model_has_documented_typed_params():
     assert dataclasses.fields(specs["dummy"].params) == ()
 
 
-def test_defaults_are_the_previous_values():
+def test_defaults_are_the_reference_recipes():
+    """Every GNN's defaults: its reference recipe (docs/recipes.md names the source of each value)."""
     specs = _specs()
     assert specs["cgcnn"].default_params() == {
         "atom_fea_len": 64, "n_conv": 3, "h_fea_len": 128, "n_h": 1, "dropout": 0.0, "pooling": "mean",
-        "radius": 8.0, "max_neighbors": 12, "gaussian_step": 0.2, "epochs": 300, "batch_size": 64, "lr": 1e-2,
-        "weight_decay": 0.0, "patience": 50, "precise_bn": True,
+        "radius": 8.0, "max_neighbors": 12, "gaussian_step": 0.2, "epochs": 300, "batch_size": 64,
+        "optimizer": "adam", "scheduler": "none", "lr": 1e-2, "weight_decay": 0.0, "momentum": 0.9,
+        "lr_milestone": 100, "patience": None, "precise_bn": True,
     }
     a = specs["alignn"].default_params()
     assert a == {
-        "cutoff": 8.0, "max_neighbors": 12, "extend_cutoff": False, "alignn_layers": 4, "gcn_layers": 4,
+        "cutoff": 8.0, "max_neighbors": 12, "extend_cutoff": True, "alignn_layers": 4, "gcn_layers": 4,
         "edge_input_features": 80, "triplet_input_features": 40, "embedding_features": 64, "hidden_features": 256,
-        "fc_layers": 0, "pooling": "mean", "epochs": 300, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-5,
-        "patience": 50,
+        "fc_layers": 0, "pooling": "mean", "epochs": 300, "batch_size": 64, "optimizer": "adamw",
+        "scheduler": "onecycle", "lr": 1e-3, "weight_decay": 1e-5, "momentum": 0.9, "lr_milestone": 100,
+        "patience": None,
     }
     assert specs["de-alignn"].default_params() == {**a, "fc_layers": 1}
     assert specs["roost"].default_params() == {
         "elem_embedding": "matscholar200", "freeze_embedding": True, "elem_fea_len": 64, "n_graph": 3,
         "elem_heads": 3, "elem_gate": [256], "elem_msg": [256], "cry_heads": 3, "cry_gate": [256], "cry_msg": [256],
-        "trunk_hidden": [1024, 512], "out_hidden": [256, 128, 64], "epochs": 300, "batch_size": 128, "lr": 3e-4,
-        "weight_decay": 1e-6, "patience": 50,
+        "trunk_hidden": [1024, 512], "out_hidden": [256, 128, 64], "epochs": 100, "batch_size": 128,
+        "optimizer": "adamw", "scheduler": "none", "lr": 3e-4, "weight_decay": 1e-6, "momentum": 0.9,
+        "lr_milestone": 100, "patience": None,
     }
     assert specs["rf"].default_params() == {"n_estimators": 300, "max_features": 1.0, "min_samples_leaf": 1, "n_jobs": -1}
 
@@ -68,6 +72,11 @@ def test_defaults_are_the_previous_values():
         ("cgcnn", {"radius": 0.0}, "radius must be > 0"),
         ("cgcnn", {"dropout": 1.0}, "dropout must be in"),
         ("cgcnn", {"patience": -2}, "patience must be >= 0"),
+        ("cgcnn", {"momentum": 1.0}, "momentum must be in"),
+        ("cgcnn", {"optimizer": "rmsprop"}, "must be one of"),
+        ("alignn", {"scheduler": "cosine"}, "must be one of"),
+        ("cgcnn", {"scheduler": "multistep", "epochs": 30}, "after the last of 30 epochs"),
+        ("roost", {"lr_milestone": 0}, "lr_milestone must be >= 1"),
         ("cgcnn", {"atom_fea_len": 3.5}, "must be an integer"),
         ("de-alignn", {"weight_decay": -1.0}, "weight_decay must be >= 0"),
         ("alignn", {"hidden_features": 0}, "hidden_features must be > 0"),

@@ -93,7 +93,7 @@ def test_normal_table_bold_best(tmp_path):
     assert header[:3] == ["task", "protocol", "target"]
     row = rows["toy\\_task"]
     ridge, dummy = row[header.index("ridge")], row[header.index("dummy")]
-    assert ridge.startswith("**") and "±" in ridge and "(n=2)" in ridge
+    assert ridge.startswith("**") and "±" in ridge and "(n=1×2)" in ridge  # 1 fold x 2 seeds
     assert not dummy.startswith("**")
     assert row[2] == "e\\_form (eV)"
     r2_header, r2_rows = table(text, "R² (higher is better)")
@@ -173,8 +173,8 @@ def test_hostile_files_are_skipped_and_never_inject_rows(tmp_path):
     text = out.read_text()
     assert "4 successful result(s)" in text and f"{len(hostile)} invalid result file(s) skipped" in text
     lines = table_lines(text)
-    assert len(lines) == 2 * (2 + 2)  # MAE/MAD and R² tables: header + separator + 2 task rows each
-    for heading in ("MAE/MAD", "R²"):
+    assert len(lines) == 3 * (2 + 2)  # MAE/MAD, MAE and R² tables: header + separator + 2 task rows each
+    for heading in ("MAE/MAD", "MAE in", "R²"):
         part = text.split(f"## {heading}")[1].split("\n## ")[0]
         widths = {len(cells(line)) for line in part.splitlines() if line.startswith("|")}
         assert widths == {3 + 3}  # task, protocol, target + crafty, dummy, ridge
@@ -237,7 +237,7 @@ def test_two_configurations_give_two_columns(tmp_path):
     header, rows = table(text, "MAE/MAD (lower is better)")
     assert header[3:] == ["cgcnn (epochs=50)", "cgcnn (epochs=300)", "rf"]
     toy = rows["toy\\_task"]
-    assert all("(n=3)" in toy[header.index(c)] for c in header[3:])
+    assert all("(n=1×3)" in toy[header.index(c)] for c in header[3:])
     assert toy[header.index("cgcnn (epochs=300)")].startswith("**")
     other = rows["other\\_task"]
     assert other[header.index("cgcnn (epochs=50)")] and other[header.index("cgcnn (epochs=300)")] == ""

@@ -108,6 +108,27 @@ def test_precise_bn_matches_training_statistics(linear_data):
     assert not np.allclose(stats[False][0], stats[False][1], atol=1e-2)  # EMA after 3 steps lags
 
 
+def test_precise_bn_only_where_an_epoch_has_few_batches(linear_data):
+    """Recalibration runs when an epoch has <= precise_bn_max_batches batches (None: always)."""
+    x, y = linear_data
+    build = lambda: nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Softplus(), nn.Linear(8, 1))  # noqa: E731
+    means = {}
+    for limit in (None, 3, 4):  # 200 items / 50 = 4 batches per epoch
+        cfg = TrainConfig(epochs=2, batch_size=50, lr=1e-2, patience=None, precise_bn_max_batches=limit)
+        res = fit_torch(build, x[:200], y[:200], _collate, cfg=cfg, seed=0)
+        means[limit] = res.module[1].running_mean.numpy()
+        assert res.summary()["precise_bn"] is (limit != 3)
+        if limit != 3:  # precise: the average of the 4 batch means with the final weights = the exact mean
+            with torch.no_grad():
+                exact = res.module[0](_collate(x[:200])).mean(0).numpy()
+            np.testing.assert_allclose(means[limit], exact, atol=1e-5)
+    np.testing.assert_array_equal(means[None], means[4])
+    assert not np.allclose(means[3], means[4], atol=1e-3)  # plain running averages
+    assert TrainConfig.from_hparams({"precise_bn_max_batches": "7"}).precise_bn_max_batches == 7
+    with pytest.raises(BadInputError, match="precise_bn_max_batches"):
+        TrainConfig(precise_bn_max_batches=0)
+
+
 class _Exploding(nn.Module):
     def __init__(self) -> None:
         super().__init__()

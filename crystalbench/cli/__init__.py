@@ -8,7 +8,7 @@ failed job makes exit code 1 after the rest of the grid has run.
 
 from __future__ import annotations
 
-from . import data, docs, leaderboard, listing, plugin, results, run  # noqa: F401  (each attaches its commands to `cli`)
+from . import data, docs, export, leaderboard, listing, plugin, report, results, run, tune  # noqa: F401  (each attaches its commands to `cli`)
 from .main import cli, main
 
 __all__ = ["cli", "main"]

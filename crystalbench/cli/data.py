@@ -1,15 +1,23 @@
-"""`bench data ...` and `bench featurize`: where data lives, descriptor tables."""
+"""`bench data ...` and `bench featurize`: where data lives, getting it, descriptor tables."""
 
 from __future__ import annotations
 
+import difflib
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..harness import paths
+from ..harness.context import RunContext
 from ..harness.errors import CrystalbenchError
+from ..harness.specs import TaskSpec
 from .listing import available
 from .main import CONTEXT, cli, make_context, registry
+
+if TYPE_CHECKING:
+    from ..tasks.sources import RemoteFile
 
 
 @cli.group(context_settings=CONTEXT)
@@ -24,21 +32,161 @@ def data_path_cmd(data_dir: Path | None) -> None:
     click.echo(str(paths.data_dir(data_dir)))
 
 
+@dataclass
+class FetchPlan:
+    """What `bench data fetch` would do for one task: nothing, downloads, and/or manual steps."""
+
+    task: str
+    present: bool
+    downloads: list[RemoteFile] = field(default_factory=list)
+    manual: list[str] = field(default_factory=list)
+
+    @property
+    def next_step(self) -> str:
+        """A short next step for `bench data status` (the manual steps are listed below the table)."""
+        if self.present:
+            return ""
+        fetch = f"bench data fetch {self.task}" if self.downloads else ""
+        manual = f"by hand: {len(self.manual)} item(s), see below" if self.manual else ""
+        return " + ".join(x for x in (fetch, manual) if x)
+
+
+def plan_fetch(spec: TaskSpec, run: RunContext) -> FetchPlan:
+    """Which of a task's missing raw files can be downloaded (with their checksums) and which cannot.
+
+    Matbench tasks: the official file via matminer's URL and sha256. Built-in
+    property tasks: each missing file of `TaskSpec.files` from its pinned source
+    (`tasks.sources`). Anything else (plugin tasks, user-supplied structures such
+    as log_kappa's) gets the task's own description of what it needs.
+    """
+    from ..tasks import collection, matbench, sources
+
+    plan = FetchPlan(spec.name, present=available(spec, run))
+    if plan.present:
+        return plan
+    if spec.name in matbench.MATBENCH:
+        plan.downloads.append(matbench.remote_file(spec.name, run))
+        return plan
+    try:
+        files = list(spec.files(run)) if spec.files else []
+    except Exception:  # a plugin's files() that fails without its data says nothing useful here
+        files = []
+    if spec.files is collection.collection_files:  # it lists only the files present: ask for all of them
+        files = [run.data_dir / rel for name in collection.SOURCES for rel in sources.FILES[name]]
+    for f in files:
+        if Path(f).is_file():
+            continue
+        try:
+            rel = Path(f).relative_to(run.data_dir).as_posix()
+        except ValueError:
+            plan.manual.append(f"{f}: outside the data directory; see the task's documentation")
+            continue
+        remote = sources.remote_file(run.data_dir, rel)
+        if remote is not None:
+            plan.downloads.append(remote)
+        else:
+            plan.manual.append(sources.manual_hint(rel))
+    if spec.name in sources.USER_SUPPLIED:
+        plan.manual.append(sources.USER_SUPPLIED[spec.name])
+    if not plan.downloads and not plan.manual:
+        what = spec.description or spec.source or "no description"
+        plan.manual.append(f"no download known for {spec.name}: {what} (`bench run -t {spec.name}` names what is "
+                           f"missing; see docs/data.md)")
+    return plan
+
+
 @data.command("status")
 @click.option("--data-dir", type=click.Path(path_type=Path))
 @click.pass_context
 def data_status(ctx: click.Context, data_dir: Path | None) -> None:
-    """Which tasks have their data in the data directory."""
+    """Which tasks have their data in the data directory, and the next step for each missing one."""
     run = make_context(data_dir=data_dir)
     reg = registry(ctx, run)
     ddir = run.data_dir
     click.echo(f"data directory: {ddir}{'' if ddir.is_dir() else ' (does not exist)'}")
     rows = []
+    by_hand: dict[str, list[str]] = {}
     for name, t in reg.tasks.items():
-        rows.append([name, t.group, t.size if t.size is not None else "", "yes" if available(t, run) else "MISSING"])
+        plan = plan_fetch(t, run)
+        rows.append([name, t.group, t.size if t.size is not None else "", "yes" if plan.present else "MISSING",
+                     plan.next_step])
+        for step in plan.manual:
+            by_hand.setdefault(step, []).append(name)
     from tabulate import tabulate
 
-    click.echo(tabulate(rows, headers=["task", "group", "size", "data"], tablefmt="simple"))
+    click.echo(tabulate(rows, headers=["task", "group", "size", "data", "next step"], tablefmt="simple"))
+    if by_hand:
+        click.echo("\nby hand (cannot be downloaded by `bench data fetch`):")
+        for step, names in by_hand.items():
+            shown = ", ".join(names[:4]) + (f" (+{len(names) - 4} more)" if len(names) > 4 else "")
+            click.echo(f"  - {step}  [{shown}]")
+
+
+@data.command("fetch")
+@click.argument("tasks", nargs=-1, required=True)
+@click.option("--data-dir", type=click.Path(path_type=Path))
+@click.pass_context
+def data_fetch(ctx: click.Context, tasks: tuple[str, ...], data_dir: Path | None) -> None:
+    """Download what TASKS need into the data directory (checksum-verified, atomic).
+
+    TASKS are names or glob patterns (`'matbench_*'`). Files that cannot be downloaded
+    are named with where to get them. Exit 0 when every task's data is present afterwards,
+    1 when some still are not (manual steps or failed downloads), 2 on bad input.
+    """
+    from ..tasks import settings, sources
+
+    run = make_context(data_dir=data_dir)
+    reg = registry(ctx, run)
+    names = _expand(tasks, list(reg.tasks))
+    offline = settings.offline(run)
+    incomplete: list[str] = []
+    for name in names:
+        plan = plan_fetch(reg.tasks[name], run)
+        if plan.present:
+            click.echo(f"{name}: present")
+            continue
+        failed = False
+        for rf in plan.downloads:
+            if offline:
+                click.echo(f"{name}: would download {rf.url} -> {rf.dest}, but downloads are off "
+                           f"({settings.OFFLINE_ENV}=1)", err=True)
+                failed = True
+                continue
+            try:
+                fetched = sources.fetch_file(rf)
+            except CrystalbenchError as exc:
+                click.echo(f"{name}: {exc}", err=True)
+                failed = True
+                continue
+            verb = "downloaded" if fetched else "already present"
+            note = f" ({rf.note})" if rf.note else ""
+            click.echo(f"{name}: {verb} {rf.dest} (sha256 verified){note}")
+        for step in plan.manual:
+            click.echo(f"{name}: cannot download {step}", err=True)
+        if failed or plan.manual or not available(reg.tasks[name], run):
+            if not failed and not plan.manual:
+                click.echo(f"{name}: files fetched but the task still reports its data missing; "
+                           f"`bench run -t {name}` names what it needs", err=True)
+            incomplete.append(name)
+    if incomplete:
+        click.echo(f"data still missing for: {', '.join(incomplete)}", err=True)
+        raise SystemExit(1)
+
+
+def _expand(patterns: tuple[str, ...], known: list[str]) -> list[str]:
+    """Task names from names or glob patterns; an unknown name or an empty pattern is bad input."""
+    import fnmatch
+
+    out: list[str] = []
+    for pat in patterns:
+        hits = [n for n in known if fnmatch.fnmatchcase(n, pat)] if any(c in pat for c in "*?[") else (
+            [pat] if pat in known else [])
+        if not hits:
+            close = difflib.get_close_matches(pat, known, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else " (see `bench list tasks`)"
+            raise CrystalbenchError(f"unknown task {pat!r}{hint}")
+        out.extend(h for h in hits if h not in out)
+    return out
 
 
 @cli.command(context_settings=CONTEXT)

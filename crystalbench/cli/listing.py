@@ -74,7 +74,41 @@ def list_descriptors(ctx: click.Context, as_json: bool) -> None:
     print_rows(rows, as_json, ["name", "plugin", "n_features", "version", "description"])
 
 
-PROVIDED = ("models", "tasks", "descriptors", "executors")
+@list_.command("suites")
+@click.option("--json", "as_json", is_flag=True, help="Full rows: every entry of each suite and its job list.")
+@click.pass_context
+def list_suites(ctx: click.Context, as_json: bool) -> None:
+    """Suites (`bench run --suite NAME`): name, description and number of jobs.
+
+    The number of jobs is counted without loading data; a suite naming a model
+    or task that no installed plugin provides shows the problem instead.
+    """
+    from dataclasses import asdict
+
+    from ..harness.errors import CrystalbenchError as _Error
+    from ..harness.suites import suite_plan
+
+    reg = registry(ctx)
+    rows: list[dict[str, Any]] = []
+    for name, s in reg.suites.items():
+        row: dict[str, Any] = {"name": name, "plugin": reg.owner[("suite", name)], "description": s.description,
+                               "reference": s.reference}
+        try:
+            plan = suite_plan(reg, s)
+            row["jobs"] = len(plan)
+            row["problem"] = ""
+        except _Error as exc:
+            plan, row["jobs"], row["problem"] = [], None, str(exc)
+        if as_json:
+            row["entries"] = [asdict(e) for e in s.entries]
+            row["job_list"] = [{"model": p.model, "task": p.task, "protocol": p.protocol, "fold": p.fold,
+                                "seed": p.seed, "label": p.label} for p in plan]
+        rows.append(row)
+    print_rows(rows, as_json, ["name", "jobs", "description", "problem"] if any(r["problem"] for r in rows)
+               else ["name", "jobs", "description"])
+
+
+PROVIDED = ("models", "tasks", "descriptors", "executors", "suites")
 _SHOWN = 3  # names per cell in the table; --json lists them all
 
 

@@ -84,8 +84,20 @@ def _make_executor(reg: Any, run_ctx: Any, name: str, **options: Any) -> Any:
     return executor
 
 
+def _merge(summary: Any, more: Any) -> None:
+    """Add one suite entry's `RunSummary` to the running total."""
+    summary.finished.extend(more.finished)
+    for name in ("skipped", "failed", "elsewhere", "planned"):
+        setattr(summary, name, getattr(summary, name) + getattr(more, name))
+    for name in ("errors", "warnings", "unsaved"):
+        getattr(summary, name).extend(more_item for more_item in getattr(more, name)
+                                      if more_item not in getattr(summary, name))
+
+
 @cli.command(context_settings=CONTEXT)
 @click.option("-m", "--model", "models", multiple=True, metavar="NAME", help="Model to run (repeatable).")
+@click.option("--suite", metavar="NAME",
+              help="Run a named suite (`bench list suites`); -m/-t then keep only those models/tasks of it.")
 @click.option("-t", "--task", "tasks", multiple=True, metavar="NAME|GLOB",
               help="Task to run (repeatable; globs like 'desc_*' allowed).")
 @click.option("--data", "data_path", type=click.Path(path_type=Path), metavar="PATH",
@@ -136,7 +148,7 @@ def _make_executor(reg: Any, run_ctx: Any, name: str, **options: Any) -> Any:
 @click.option("--no-progress", is_flag=True, help="Hide progress (bars on a terminal, periodic lines elsewhere).")
 @click.option("--debug", is_flag=True, help="Stop at the first failing job and print its traceback.")
 @click.pass_context
-def run(ctx: click.Context, models: tuple[str, ...], tasks: tuple[str, ...], data_path: Path | None,
+def run(ctx: click.Context, models: tuple[str, ...], suite: str | None, tasks: tuple[str, ...], data_path: Path | None,
         target: str | None, structure_column: str | None, id_column: str | None, classification: bool,
         strict: bool, protocol: str | None, split_file: Path | None, seeds: tuple[int, ...], folds: str | None,
         epochs: int | None, pooling: str | None, descriptors: str | None, device: str, config_path: Path | None,
@@ -154,6 +166,7 @@ def run(ctx: click.Context, models: tuple[str, ...], tasks: tuple[str, ...], dat
     \b
     Examples:
       bench run -m de-cgcnn -t phonon_cv
+      bench run --suite paper-table1 -m rf
       bench run -m cgcnn -m roost -m rf -t 'desc_*' --epochs 50
       bench run -m dummy -t matbench_phonons --protocol matbench
       bench run -m rf --data my.csv --target band_gap
@@ -171,9 +184,16 @@ def run(ctx: click.Context, models: tuple[str, ...], tasks: tuple[str, ...], dat
                            threads=threads, device=device, progress=not no_progress and not as_json, debug=debug)
     reg = registry(ctx, run_ctx)
     extra = {}
-    if not models:
+    if suite:
+        given = [flag for flag, value in (("--data", data_path), ("--protocol", protocol), ("--split-file", split_file),
+                                          ("--pooling", pooling), ("--descriptors", descriptors),
+                                          ("--config", config_path)) if value]
+        if given:
+            raise CrystalbenchError(f"--suite fixes the protocol and settings of its jobs; drop {', '.join(given)} "
+                                    "(see `bench list suites --json`)")
+    elif not models:
         raise CrystalbenchError("no model given: use -m NAME (see `bench list models`)")
-    if not tasks and data_path is None:
+    if not tasks and data_path is None and not suite:
         raise CrystalbenchError("no task given: use -t NAME or --data PATH (see `bench list tasks`)")
     for m in models:
         reg.model(m)
@@ -193,6 +213,16 @@ def run(ctx: click.Context, models: tuple[str, ...], tasks: tuple[str, ...], dat
         # worker processes re-create the task from these arguments (its spec holds closures)
         recipes[spec.name] = TaskRecipe("crystalbench.tasks.user:user_task", (str(Path(data_path).absolute()),),
                                         options)
+    reqs: list[GridRequest] = []
+    if suite:
+        from ..harness.suites import SuiteFilter, suite_requests
+
+        chosen_folds = _parse_folds(folds)
+        reqs = suite_requests(reg, reg.suite(suite), SuiteFilter(
+            models=models, tasks=tasks, seeds=seeds, folds=tuple(chosen_folds) if chosen_folds is not None else None,
+            epochs=epochs))
+        for r in reqs:
+            r.rerun = rerun
     req = GridRequest(
         models=list(models), tasks=list(tasks), protocol=protocol, seeds=list(seeds) or [0],
         folds=_parse_folds(folds), epochs=epochs, pooling=pooling, descriptors=descriptors, config=config,
@@ -217,7 +247,15 @@ def run(ctx: click.Context, models: tuple[str, ...], tasks: tuple[str, ...], dat
         # own messages to this process's stdout) goes to stderr
         in_process = isinstance(executor, SequentialExecutor)
         with contextlib.redirect_stdout(sys.stderr) if as_json and not in_process else contextlib.nullcontext():
-            summary = run_grid(reg, run_ctx, req, on_record=emit, executor=executor, retries=retries)
+            if not suite:
+                summary = run_grid(reg, run_ctx, req, on_record=emit, executor=executor, retries=retries)
+            else:  # one grid per suite entry, each planned like -m/-t, each with a fresh executor
+                summary = run_grid(reg, run_ctx, reqs[0], on_record=emit, executor=executor, retries=retries)
+                for r in reqs[1:]:
+                    more = run_grid(reg, run_ctx, r, on_record=emit, retries=retries, executor=_make_executor(
+                        reg, run_ctx, executor_name, workers=workers, address=ray_address,
+                        cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job))
+                    _merge(summary, more)
     except Exception:
         if not debug:
             raise

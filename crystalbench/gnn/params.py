@@ -73,7 +73,13 @@ def check_positive(params: Any, *names: str, allow_zero: bool = False) -> None:
 
 
 def check_training(params: Any) -> None:
-    """Validate the shared training fields a params dataclass has (epochs, batch_size, lr, weight_decay, patience)."""
+    """Validate the shared training fields a params dataclass has.
+
+    epochs, batch_size, lr, weight_decay, patience, momentum, lr_milestone
+    (which must fall inside the run when the scheduler is multistep) and
+    dropout; optimizer/scheduler choices are `Literal` fields, checked by the
+    harness's params resolution.
+    """
     have = {f.name for f in dataclasses.fields(params)}
     problems = []
     for name in ("epochs", "batch_size"):
@@ -85,6 +91,18 @@ def check_training(params: Any) -> None:
         problems.append(f"weight_decay must be >= 0, got {params.weight_decay!r}")
     if "patience" in have and params.patience is not None and params.patience < 0:
         problems.append(f"patience must be >= 0 (0 or None: no early stopping), got {params.patience!r}")
+    if "momentum" in have and not 0.0 <= params.momentum < 1.0:
+        problems.append(f"momentum must be in [0, 1), got {params.momentum!r}")
+    if "lr_milestone" in have and params.lr_milestone < 1:
+        problems.append(f"lr_milestone must be >= 1, got {params.lr_milestone!r}")
+    if (
+        "lr_milestone" in have and "epochs" in have and getattr(params, "scheduler", None) == "multistep"
+        and params.lr_milestone >= params.epochs
+    ):  # the step would never happen: a silent no-op
+        problems.append(
+            f"scheduler = multistep steps the lr at epoch {params.lr_milestone}, after the last of {params.epochs} "
+            "epochs; lower lr_milestone or use scheduler = none"
+        )
     if "dropout" in have and not 0.0 <= params.dropout < 1.0:
         problems.append(f"dropout must be in [0, 1), got {params.dropout!r}")
     _fail(params, problems)

@@ -3,6 +3,8 @@
 Every torch model in the benchmark trains the same way, so that differences in a
 leaderboard come from the architectures and not from the loops around them:
 
+- subnormal floats flushed to zero on CPU during training and prediction
+  (`flush_denormal`: a large speed-up, values change by < 1.2e-38);
 - seeded and deterministic on CPU: same seed, same data -> bit-identical
   predictions, whatever the intra-op thread count and whichever job of the
   process it is (torch's deterministic algorithms are switched on for the
@@ -10,8 +12,16 @@ leaderboard come from the architectures and not from the loops around them:
   passes inside third-party networks accumulate in a fixed order);
 - regression targets standardized with training statistics (MSE loss), metrics
   and early stopping in the task's units; classification with cross-entropy;
-- Adam, shuffled mini-batches of *items* turned into a batch by a model-supplied
+- the model's reference recipe: optimizer (Adam, AdamW or SGD with momentum) and
+  learning-rate schedule (constant, one-cycle per step, or step decay at an epoch),
+  shuffled mini-batches of *items* turned into a batch by a model-supplied
   ``collate(list_of_items)``; the module is called as ``module(batch)``;
+- index-based batching when ``collate`` also offers ``index(items)``
+  (`IndexedCollate`, e.g. `crystalbench.gnn.collate_graphs`): the data set is
+  collated once, lives on the device once, and batches are index selections
+  of it (same batches, same values as calling ``collate`` per batch), with no
+  host synchronisation per batch on a GPU (the loss is summed on the device and
+  checked for NaN once per epoch there);
 - early stopping on validation MAE (regression) or accuracy (classification)
   with ``patience``, and the best epoch's weights restored (in-memory copy);
 - a clear `NonFiniteLossError` when the loss, a validation prediction or a
@@ -34,9 +44,9 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -46,6 +56,7 @@ from crystalbench.harness.context import Progress
 from crystalbench.harness.dataset import Dataset
 from crystalbench.harness.errors import BadInputError, CrystalbenchError
 from crystalbench.harness.seeding import seed_everything
+from crystalbench.harness.telemetry import report_epoch
 
 __all__ = [
     "TrainConfig",
@@ -53,11 +64,15 @@ __all__ = [
     "TargetScaler",
     "NonFiniteLossError",
     "resolve_device",
+    "make_optimizer",
     "to_device",
     "deterministic",
+    "flush_denormal",
     "fit_torch",
     "predict_torch",
     "output_dim",
+    "IndexedCollate",
+    "IndexedItems",
 ]
 
 TaskType = Literal["regression", "classification"]
@@ -67,13 +82,80 @@ class NonFiniteLossError(CrystalbenchError):
     """Training diverged: the loss, a validation prediction or a prediction became NaN/inf."""
 
 
+@runtime_checkable
+class IndexedItems(Protocol):
+    """A whole data set collated once (`IndexedCollate.index`); batches are cut out of it by index."""
+
+    def __len__(self) -> int: ...
+
+    def to(self, device: torch.device) -> IndexedItems:
+        """The same items with their tensors on `device` (called once per fit)."""
+        ...
+
+    def prepare(self, module: nn.Module) -> IndexedItems:
+        """Let the module precompute weight-free inputs once (return `self` when there is nothing to do)."""
+        ...
+
+    def batches(self, groups: Sequence[np.ndarray]) -> list[Any]:
+        """One batch per group of item indices, each equal to ``collate([items[i] for i in group])``."""
+        ...
+
+
+@runtime_checkable
+class IndexedCollate(Protocol):
+    """A collate function that also offers index-based batching (opt-in fast path of `fit_torch`)."""
+
+    def __call__(self, items: list[Any]) -> Any: ...
+
+    def index(self, items: Sequence[Any]) -> IndexedItems: ...
+
+
+def _sync_per_batch(device: torch.device) -> bool:
+    """Whether to read the loss back per batch: free on CPU (exact batch in a NaN error), a stall on a GPU."""
+    return device.type == "cpu"
+
+
+class _Batches:
+    """Where a fit's batches come from: an `IndexedItems` when `collate` offers one, else ``collate`` per batch."""
+
+    def __init__(
+        self, items: Sequence[Any], collate: Callable[[list[Any]], Any], device: torch.device, module: nn.Module
+    ) -> None:
+        self.items, self.collate, self.device = items, collate, device
+        self.indexed: IndexedItems | None = None
+        if isinstance(collate, IndexedCollate):
+            self.indexed = collate.index(items).to(device).prepare(module)
+        self._in_order: list[Any] | None = None
+
+    def of(self, groups: Sequence[np.ndarray]) -> Iterable[Any]:
+        if self.indexed is not None:
+            return self.indexed.batches(groups)
+        return (to_device(self.collate([self.items[i] for i in g]), self.device) for g in groups)
+
+    def in_order(self, batch_size: int) -> Iterable[Any]:
+        """All items in order, `batch_size` at a time (cut once and reused on the indexed path)."""
+        n = len(self.items)
+        groups = [np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+        if self.indexed is None:
+            return self.of(groups)
+        if self._in_order is None:
+            self._in_order = list(self.of(groups))
+        return self._in_order
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings shared by all torch models.
 
     epochs: maximum number of epochs (``--epochs`` overrides).
     batch_size: samples per optimisation step (also used for prediction).
-    lr / weight_decay: Adam learning rate and L2 penalty.
+    lr / weight_decay: (peak) learning rate and weight decay (L2 penalty for Adam
+        and SGD, decoupled for AdamW).
+    optimizer: "adam", "adamw" (ALIGNN's recipe) or "sgd" (with `momentum`;
+        CGCNN's reference implementation).
+    scheduler: "none" (constant), "onecycle" (torch OneCycleLR stepped per batch
+        over `epochs`, peak `lr`: ALIGNN's recipe) or "multistep" (lr x 0.1 from
+        epoch `lr_milestone` on: CGCNN's reference implementation).
     patience: stop after this many epochs without validation improvement;
         None or 0 disables early stopping (all `epochs` run, best epoch kept).
     device: "cpu", "cuda", "cuda:1", ... (checked by `resolve_device`).
@@ -85,6 +167,12 @@ class TrainConfig:
         (a few batches per epoch) and then eval-mode predictions disagree with
         what was trained: we measured 78% vs 100% training accuracy for a
         small CGCNN. No effect on modules without BatchNorm.
+    precise_bn_max_batches: recalibrate only when an epoch has at most this many
+        training batches (None: always). The running averages remember about
+        1/momentum = 10 batches: with fewer batches per epoch they mix weights
+        of several epochs, which is where precise BN pays. With more, it cost a
+        third of a CGCNN epoch for no measurable accuracy (1000 matbench_phonons
+        structures, 13 batches per epoch, 3 seeds: docs/speed.md).
     task_type: "regression" (MSE on standardized targets) or "classification"
         (cross-entropy on integer class targets; the module returns logits).
     """
@@ -93,11 +181,16 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    momentum: float = 0.9
+    scheduler: Literal["none", "onecycle", "multistep"] = "none"
+    lr_milestone: int = 100
     patience: int | None = 50
     device: str = "cpu"
     grad_clip: float | None = None
     precise_bn: bool = True
-    precise_bn_batches: int = 32
+    precise_bn_batches: int = 4
+    precise_bn_max_batches: int | None = None
     task_type: TaskType = "regression"
 
     def __post_init__(self) -> None:
@@ -114,8 +207,18 @@ class TrainConfig:
             problems.append(f"patience={self.patience} (must be >= 0, or None for no early stopping)")
         if self.grad_clip is not None and not self.grad_clip > 0:
             problems.append(f"grad_clip={self.grad_clip} (must be > 0, or None)")
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            problems.append(f"optimizer={self.optimizer!r} (choose adam, adamw or sgd)")
+        if self.scheduler not in ("none", "onecycle", "multistep"):
+            problems.append(f"scheduler={self.scheduler!r} (choose none, onecycle or multistep)")
+        if not 0.0 <= self.momentum < 1.0:
+            problems.append(f"momentum={self.momentum} (must be in [0, 1))")
+        if self.lr_milestone < 1:
+            problems.append(f"lr_milestone={self.lr_milestone} (must be >= 1)")
         if self.precise_bn_batches < 1:
             problems.append(f"precise_bn_batches={self.precise_bn_batches} (must be >= 1)")
+        if self.precise_bn_max_batches is not None and self.precise_bn_max_batches < 1:
+            problems.append(f"precise_bn_max_batches={self.precise_bn_max_batches} (must be >= 1, or None for always)")
         if self.task_type not in ("regression", "classification"):
             problems.append(f"task_type={self.task_type!r}")
         if problems:
@@ -140,14 +243,15 @@ class TrainConfig:
         names = {f.name for f in fields(cls)} - {"task_type", "device"}
         kw: dict[str, Any] = {k: hparams[k] for k in names if k in hparams}
         try:
-            for k in ("epochs", "batch_size", "precise_bn_batches"):
+            for k in ("epochs", "batch_size", "precise_bn_batches", "lr_milestone"):
                 if k in kw:
                     kw[k] = int(kw[k])
-            for k in ("lr", "weight_decay"):
+            for k in ("lr", "weight_decay", "momentum"):
                 if k in kw:
                     kw[k] = float(kw[k])
-            if kw.get("patience") is not None:
-                kw["patience"] = int(kw["patience"])
+            for k in ("patience", "precise_bn_max_batches"):
+                if kw.get(k) is not None:
+                    kw[k] = int(kw[k])
         except (TypeError, ValueError) as exc:
             raise BadInputError(f"invalid training settings: {exc}") from None
         dev = str(hparams.get("device") or "cpu")
@@ -180,6 +284,9 @@ class FitResult:
         with no validation set, the last epoch and NaN).
     history: one dict per epoch: epoch, train_loss, val, seconds.
     torch_threads: torch's intra-op thread count during training.
+    precise_bn: whether BatchNorm statistics were recalibrated (`TrainConfig.precise_bn_max_batches`).
+    pruned: a tuning trial's pruner stopped training (each validation is reported
+        through `harness.telemetry.report_epoch`; a no-op outside `bench tune`).
     """
 
     module: nn.Module
@@ -193,6 +300,8 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     torch_threads: int = 1
     desc: str = "model"
+    precise_bn: bool = False
+    pruned: bool = False  # stopped by `bench tune`'s pruner (see harness.telemetry)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready facts about the run (for a model's `fit_info`, recorded with results)."""
@@ -200,8 +309,18 @@ class FitResult:
             "best_epoch": self.best_epoch,
             "epochs_run": self.epochs_run,
             "stopped_early": self.stopped_early,
+            **({"pruned": True} if self.pruned else {}),
             f"best_val_{self.val_metric}": None if math.isnan(self.best_val) else round(self.best_val, 6),
             "train_seconds": round(sum(h["seconds"] for h in self.history), 2),
+            "recipe": {
+                "optimizer": self.cfg.optimizer,
+                "scheduler": self.cfg.scheduler,
+                "lr": self.cfg.lr,
+                "epochs": self.cfg.epochs,
+                "batch_size": self.cfg.batch_size,
+                "early_stopping_patience": self.cfg.patience or None,
+            },
+            "precise_bn": self.precise_bn,
             "torch_threads": self.torch_threads,
         }
 
@@ -270,37 +389,44 @@ def deterministic(device: torch.device) -> Iterator[None]:
         torch.use_deterministic_algorithms(was_on, warn_only=was_warn_only)
 
 
+@contextlib.contextmanager
+def flush_denormal(device: torch.device) -> Iterator[None]:
+    """On CPU, treat subnormal floats (< 1.2e-38) as zero for the duration of the block.
+
+    Gaussian edge features, sigmoid/softplus tails and their gradients produce
+    subnormals, and x86 arithmetic on them is very slow: we measured CGCNN's
+    forward+backward 1.45x faster with them flushed (docs/speed.md). Values change
+    by less than 1.2e-38. Restored to torch's default (off) afterwards.
+    """
+    if device.type != "cpu" or not torch.set_flush_denormal(True):
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def _outputs(out: torch.Tensor, task_type: TaskType) -> torch.Tensor:
     if task_type == "regression" and out.ndim == 2 and out.shape[1] == 1:
         return out[:, 0]
     return out
 
 
-def _run_inference(
-    module: nn.Module, items: Sequence[Any], collate: Callable[[list[Any]], Any], cfg: TrainConfig, device: torch.device
-) -> np.ndarray:
-    """Raw outputs (standardized values or logits) for all items, in order."""
+def _run_inference(module: nn.Module, batches: Iterable[Any], task_type: TaskType) -> np.ndarray:
+    """Raw outputs (standardized values or logits) for all batches, in order (one device->host copy)."""
     module.eval()
     outs = []
     with torch.no_grad():
-        for start in range(0, len(items), cfg.batch_size):
-            batch = collate([items[i] for i in range(start, min(start + cfg.batch_size, len(items)))])
-            out = _outputs(module(to_device(batch, device)), cfg.task_type)
-            outs.append(out.detach().to("cpu", torch.float64).numpy())
+        for batch in batches:
+            outs.append(_outputs(module(batch), task_type).detach())
     if not outs:
         return np.zeros((0,), dtype=float)
-    return np.concatenate(outs, axis=0)
+    return torch.cat(outs).to("cpu", torch.float64).numpy()
 
 
-def _recalibrate_batchnorm(
-    module: nn.Module,
-    items: Sequence[Any],
-    order: np.ndarray,
-    collate: Callable[[list[Any]], Any],
-    cfg: TrainConfig,
-    device: torch.device,
-) -> None:
-    """Replace BatchNorm running stats by averages over training batches with the current weights."""
+def _recalibrate_batchnorm(module: nn.Module, batches: Iterable[Any]) -> None:
+    """Replace BatchNorm running stats by averages over `batches` (training batches) with the current weights."""
     bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not bns:
         return
@@ -311,14 +437,37 @@ def _recalibrate_batchnorm(
         bn.momentum = None  # cumulative average over the batches below
         bn.train()
     with torch.no_grad():
-        for b in range(min(cfg.precise_bn_batches, math.ceil(len(order) / cfg.batch_size))):
-            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            if len(idx) < 2:
-                continue
-            module(to_device(collate([items[i] for i in idx]), device))
+        for batch in batches:
+            module(batch)
     for bn, mom in zip(bns, momenta):
         bn.momentum = mom
     module.eval()
+
+
+def make_optimizer(
+    module: nn.Module, cfg: TrainConfig, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None, bool]:
+    """The optimizer and learning-rate schedule of `cfg`'s recipe, and whether the schedule steps per batch.
+
+    One place builds them, so every model's recipe (and every tuning trial) is
+    exactly what its params say and what its record shows.
+    """
+    params = list(module.parameters())
+    opt: torch.optim.Optimizer
+    if cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.scheduler == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=max(1, steps_per_epoch)
+        )
+        return opt, sched, True
+    if cfg.scheduler == "multistep":
+        return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[cfg.lr_milestone], gamma=0.1), False
+    return opt, None, False
 
 
 def _check_targets(y: np.ndarray, cfg: TrainConfig, what: str, n_items: int) -> np.ndarray:
@@ -371,7 +520,7 @@ def fit_torch(
         if y_val is None:
             raise BadInputError(f"{desc}: val_items given without y_val")
         y_val_checked = _check_targets(y_val, cfg, f"{desc}: validation set", len(val_items))
-    with deterministic(device):
+    with deterministic(device), flush_denormal(device):
         return _fit(build, train_items, y_train, collate, cfg, device, val_items if has_val else None,
                     y_val_checked, seed, progress, desc)
 
@@ -401,16 +550,21 @@ def _fit(
     else:
         t_train = torch.as_tensor(scaler.transform(y_train), dtype=torch.float32)
         loss_fn = nn.MSELoss()
-    optimizer = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    t_train = t_train.to(device)
     rng = np.random.default_rng(seed)
     n = len(train_items)
     n_batches = max(1, math.ceil(n / cfg.batch_size))
+    optimizer, scheduler, per_step = make_optimizer(module, cfg, n_batches)
     threads = int(torch.get_num_threads())
+    train_src = _Batches(train_items, collate, device, module)
+    val_src = _Batches(val_items, collate, device, module) if val_items is not None else None
+    sync_per_batch = _sync_per_batch(device)
+    recalibrate = cfg.precise_bn and (cfg.precise_bn_max_batches is None or n_batches <= cfg.precise_bn_max_batches)
 
     val_metric = "accuracy" if classification else "mae"
     best_val = -math.inf if classification else math.inf
     best_state: dict[str, torch.Tensor] | None = None
-    best_epoch, since_best, stopped_early = 0, 0, False
+    best_epoch, since_best, stopped_early, pruned = 0, 0, False, False
     history: list[dict[str, float]] = []
 
     epoch = 0
@@ -419,16 +573,18 @@ def _fit(
             t0 = time.perf_counter()
             module.train()
             order = rng.permutation(n)
-            total, count = 0.0, 0
-            for b in range(n_batches):
-                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                if len(idx) < 2 and n > 1:  # a trailing batch of one: BatchNorm cannot train on it
-                    continue
-                batch = to_device(collate([train_items[i] for i in idx]), device)
-                target = t_train[idx].to(device)
-                out = _outputs(module(batch), cfg.task_type)
-                loss = loss_fn(out, target)
-                if not torch.isfinite(loss):
+            groups = [order[b * cfg.batch_size : (b + 1) * cfg.batch_size] for b in range(n_batches)]
+            if n > 1:  # a trailing batch of one: BatchNorm cannot train on it
+                groups = [g for g in groups if len(g) >= 2]
+            order_t = torch.from_numpy(np.concatenate(groups)).to(device)
+            total = torch.zeros((), dtype=torch.float64, device=device)
+            count, start = 0, 0
+            for b, batch in enumerate(train_src.of(groups)):
+                size = len(groups[b])
+                target = t_train.index_select(0, order_t[start : start + size])
+                start += size
+                loss = loss_fn(_outputs(module(batch), cfg.task_type), target)
+                if sync_per_batch and not torch.isfinite(loss):
                     raise NonFiniteLossError(
                         f"{desc}: training loss became {loss.item()} at epoch {epoch}, batch {b + 1}/{n_batches} "
                         f"(lr={cfg.lr}); lower the learning rate (--config) or check the inputs/features for inf"
@@ -438,15 +594,24 @@ def _fit(
                 if cfg.grad_clip:
                     nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
                 optimizer.step()
-                total += float(loss.item()) * len(idx)
-                count += len(idx)
-            train_loss = total / max(count, 1)
+                if scheduler is not None and per_step:
+                    scheduler.step()
+                total += loss.detach().double() * size
+                count += size
+            train_loss = float(total.item()) / max(count, 1)  # one host synchronisation per epoch
+            if not math.isfinite(train_loss):
+                raise NonFiniteLossError(
+                    f"{desc}: training loss became {train_loss} during epoch {epoch} "
+                    f"(lr={cfg.lr}); lower the learning rate (--config) or check the inputs/features for inf"
+                )
+            if scheduler is not None and not per_step:
+                scheduler.step()
 
             val = math.nan
-            if cfg.precise_bn and (val_items is not None or epoch == cfg.epochs):
-                _recalibrate_batchnorm(module, train_items, order, collate, cfg, device)
-            if val_items is not None and y_val is not None:
-                raw = _run_inference(module, val_items, collate, cfg, device)
+            if recalibrate and (val_src is not None or epoch == cfg.epochs):
+                _recalibrate_batchnorm(module, train_src.of(groups[: cfg.precise_bn_batches]))
+            if val_src is not None and y_val is not None:
+                raw = _run_inference(module, val_src.in_order(cfg.batch_size), cfg.task_type)
                 if not np.all(np.isfinite(raw)):
                     raise NonFiniteLossError(f"{desc}: validation predictions became NaN/inf at epoch {epoch} (lr={cfg.lr})")
                 if scaler is None:
@@ -462,11 +627,14 @@ def _fit(
                     since_best += 1
             history.append({"epoch": epoch, "train_loss": train_loss, "val": val, "seconds": time.perf_counter() - t0})
             post = f"loss {train_loss:.4f}"
-            if val_items is not None:
+            if val_src is not None:
                 post += f", val_{val_metric} {val:.4g}, best {best_val:.4g}@{best_epoch}"
             bar.update(1, postfix=post)
-            if val_items is not None and cfg.patience and since_best >= cfg.patience:
+            if val_src is not None and cfg.patience and since_best >= cfg.patience:
                 stopped_early = True
+                break
+            if val_src is not None and report_epoch(epoch, val):  # a tuning trial the pruner stopped
+                pruned = True
                 break
 
     if best_state is not None:
@@ -482,10 +650,12 @@ def _fit(
         best_val=best_val,
         epochs_run=epoch,
         stopped_early=stopped_early,
+        pruned=pruned,
         val_metric=val_metric,
         history=history,
         torch_threads=threads,
         desc=desc,
+        precise_bn=recalibrate,
     )
 
 
@@ -496,8 +666,9 @@ def predict_torch(result: FitResult, items: Sequence[Any], collate: Callable[[li
     or class indices picked from NaN logits (classification).
     """
     device = next(iter(result.module.parameters()), torch.empty(0)).device
-    with deterministic(device):
-        raw = _run_inference(result.module, items, collate, result.cfg, device)
+    with deterministic(device), flush_denormal(device):
+        batches = _Batches(items, collate, device, result.module).in_order(result.cfg.batch_size)
+        raw = _run_inference(result.module, batches, result.cfg.task_type)
     if result.cfg.task_type == "classification":
         if raw.ndim != 2:
             raise BadInputError(f"{result.desc}: a classification module must return (batch, n_classes) logits")

@@ -22,7 +22,7 @@ import pluggy
 if TYPE_CHECKING:
     from .context import RunContext
     from .record import ResultRecord
-    from .specs import DescriptorSpec, ExecutorSpec, ModelSpec, TaskSpec
+    from .specs import DescriptorSpec, ExecutorSpec, ModelSpec, SuiteSpec, TaskSpec
 
 PROJECT = "crystalbench"
 
@@ -73,6 +73,19 @@ def bench_executors() -> list[ExecutorSpec]:
 
     An executor receives serialized `Job` values and returns `ResultRecord`s; the
     driver alone writes results. Built-ins: `local` and `ray`.
+    """
+
+
+@hookspec
+def bench_suites() -> list[SuiteSpec]:
+    """Return a list of `SuiteSpec` this plugin offers: named grids run by `bench run --suite NAME`.
+
+    A suite is data (models x tasks x protocol x seeds x settings, in `SuiteEntry`
+    blocks), expanded by the same planner as `bench run -m ... -t ...`, so it
+    can name models and tasks of any plugin; an unknown name is reported when the
+    suite is listed or run, not at registration. Names must match
+    `crystalbench.NAME_PATTERN` and be unique across plugins (built-ins keep theirs).
+    Built-ins: the paper's tables and figures and Matbench v0.1 (`bench list suites`).
     """
 
 

@@ -255,6 +255,10 @@ class ResultRecord:
             return [f"predictions have unequal or zero lengths ({len(ids)}, {len(y_true)}, {len(y_pred)})"]
         if len(set(map(str, ids))) != len(ids):
             return ["predictions.ids has duplicates"]
+        n_atoms = p.get("n_atoms")
+        if n_atoms is not None and (not isinstance(n_atoms, list) or len(n_atoms) != len(ids)
+                                    or not all(isinstance(n, int) and n >= 0 for n in n_atoms)):
+            return ["predictions.n_atoms must be one non-negative integer per prediction"]
         n_test = (self.provenance.get("split") or {}).get("n_test")
         if n_test is not None and n_test != len(ids):
             return [f"provenance.split.n_test is {n_test} but there are {len(ids)} predictions"]

@@ -20,7 +20,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import UnknownNameError
-from .specs import NAME_PATTERN, DescriptorSpec, ExecutorSpec, ModelSpec, TaskSpec, valid_name
+from .specs import NAME_PATTERN, DescriptorSpec, ExecutorSpec, ModelSpec, SuiteSpec, TaskSpec, valid_name
 
 if TYPE_CHECKING:
     from .context import RunContext
@@ -30,12 +30,13 @@ __all__ = ["Registry", "PluginInfo", "load_registry", "disabled_plugins"]
 
 ENTRY_POINT_GROUP = "crystalbench"
 DISABLE_ENV = "CRYSTALBENCH_DISABLE_PLUGINS"
-HOOKS = ("bench_models", "bench_descriptors", "bench_tasks", "bench_executors", "bench_run_finished")
+HOOKS = ("bench_models", "bench_descriptors", "bench_tasks", "bench_executors", "bench_suites", "bench_run_finished")
 _KINDS: dict[str, type] = {
     "bench_models": ModelSpec,
     "bench_descriptors": DescriptorSpec,
     "bench_tasks": TaskSpec,
     "bench_executors": ExecutorSpec,
+    "bench_suites": SuiteSpec,
 }
 
 
@@ -59,6 +60,7 @@ class Registry:
     tasks: dict[str, TaskSpec] = field(default_factory=dict)
     descriptors: dict[str, DescriptorSpec] = field(default_factory=dict)
     executors: dict[str, ExecutorSpec] = field(default_factory=dict)
+    suites: dict[str, SuiteSpec] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     owner: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -75,6 +77,9 @@ class Registry:
 
     def executor(self, name: str) -> ExecutorSpec:
         return self.executors[_resolve(name, self.executors, "executor")]
+
+    def suite(self, name: str) -> SuiteSpec:
+        return self.suites[_resolve(name, self.suites, "suite")]
 
     def match_tasks(self, patterns: Iterable[str]) -> list[str]:
         """Task names matching names or globs (`'desc_*'`), in registry order, no repeats."""
@@ -163,11 +168,33 @@ def _spec_problem(kind: str, spec: Any) -> str | None:
             return f"task {spec.name!r}: protocol {spec.protocol!r} is not one of {', '.join(PROTOCOLS)}"
         if spec.task_type not in ("regression", "classification"):
             return f"task {spec.name!r}: task_type {spec.task_type!r} is not regression or classification"
+    if isinstance(spec, SuiteSpec):
+        return _suite_problem(spec)
     if isinstance(spec, ModelSpec) and spec.params is not None:
         import dataclasses
 
         if not dataclasses.is_dataclass(spec.params):
             return f"model {spec.name!r}: params must be a dataclass"
+    return None
+
+
+def _suite_problem(spec: SuiteSpec) -> str | None:
+    """Shape checks of a suite (names of models and tasks are checked when it is expanded)."""
+    from .specs import SuiteEntry
+    from .splits import PROTOCOLS
+
+    if not spec.entries:
+        return f"suite {spec.name!r} has no entries"
+    for k, entry in enumerate(spec.entries):
+        where = f"suite {spec.name!r} entry {k}"
+        if not isinstance(entry, SuiteEntry):
+            return f"{where} is a {type(entry).__name__}, not a SuiteEntry"
+        if not entry.models or not entry.tasks:
+            return f"{where} needs at least one model and one task"
+        if entry.protocol is not None and entry.protocol not in PROTOCOLS:
+            return f"{where}: protocol {entry.protocol!r} is not one of {', '.join(PROTOCOLS)}"
+        if not entry.seeds:
+            return f"{where} has no seeds"
     return None
 
 
@@ -245,7 +272,8 @@ def load_registry(
                 reg.problems.append(f"plugin {info.name!r}: {info.error}; its {hook[6:]} are skipped")
                 continue
             pool: dict[str, Any] = {"bench_models": reg.models, "bench_tasks": reg.tasks,  # type: ignore[assignment]
-                                    "bench_descriptors": reg.descriptors, "bench_executors": reg.executors}[hook]
+                                    "bench_descriptors": reg.descriptors, "bench_executors": reg.executors,
+                                    "bench_suites": reg.suites}[hook]
             kind = hook[6:-1]
             for spec in specs:
                 bad_spec = _spec_problem(kind, spec)

@@ -21,7 +21,7 @@ import logging
 import os
 import tempfile
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,13 +270,17 @@ def _crash_record(job: Job, task: TaskSpec | None, failure: Failure, attempts: i
 def run_grid(
     reg: Registry,
     ctx: RunContext,
-    req: GridRequest,
+    req: GridRequest | Sequence[GridRequest],
     *,
     on_record: Callable[[ResultRecord], None] | None = None,
     executor: Executor | None = None,
     retries: int = 1,
 ) -> RunSummary:
     """Run every pending job of the request; see the module docstring.
+
+    req: one request, or several run as one grid through one executor (a tuning
+        batch: the same model and task with one parameter set per trial). They must
+        agree on the run-wide settings (`split_file`, `rerun`, `extra_tasks`).
 
     executor: what runs the jobs (`crystalbench.harness.executors`); None runs them
         one by one in this process. This function alone writes records, calls
@@ -291,8 +295,22 @@ def run_grid(
     removed = store.prepare()  # before computing anything: a bad results dir fails now, not after an hour
     if removed:
         ctx.reporter.note(f"removed {removed} stale temporary file(s) left in {ctx.results_dir} by a killed run")
+    reqs = [req] if isinstance(req, GridRequest) else list(req)
+    if not reqs:
+        raise BadInputError("run_grid: no request")
+    req = reqs[0]
+    for other in reqs[1:]:
+        if (other.split_file, other.rerun, dict(other.extra_tasks)) != (req.split_file, req.rerun, dict(req.extra_tasks)):
+            raise BadInputError("run_grid: requests run together must share split_file, rerun and extra_tasks")
     workspace = Workspace(reg, ctx, req.extra_tasks)
     jobs, summary = plan_grid(reg, ctx, req, workspace)
+    for other in reqs[1:]:
+        more, sub = plan_grid(reg, ctx, other, workspace)
+        seen = {j.id for j in jobs}
+        jobs.extend(j for j in more if j.id not in seen)
+        summary.errors.extend(e for e in sub.errors if e not in summary.errors)
+        summary.warnings.extend(w for w in sub.warnings if w not in summary.warnings)
+        summary.planned += sub.planned
     for msg in summary.errors:
         ctx.reporter.error(msg)
     for msg in summary.warnings:

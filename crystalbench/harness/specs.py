@@ -27,6 +27,8 @@ __all__ = [
     "DescriptorSpec",
     "SplitIds",
     "ExecutorSpec",
+    "SuiteEntry",
+    "SuiteSpec",
     "NAME_PATTERN",
     "valid_name",
 ]
@@ -269,3 +271,44 @@ class ExecutorSpec:
     name: str
     factory: Callable[..., Any]
     description: str = ""
+
+
+@dataclass(frozen=True)
+class SuiteEntry:
+    """One block of a suite: a grid, exactly what `bench run` flags would ask for.
+
+    models / tasks: model names and task names or globs (`'desc_*'`), as after `-m` / `-t`.
+    protocol: split protocol (None: each task's own), as `--protocol`.
+    seeds / folds: as `--seed` (repeatable) and `--folds` (None: every fold of the protocol).
+    pooling / descriptors: as `--pooling` and `--descriptors`.
+    config: hyperparameters, in the shape of a `--config` TOML (top-level keys for every
+        model that has them, `{model: {...}}` tables for one), e.g. `{"cgcnn": {"n_conv": 8}}`.
+    label: what this block varies (shown by `bench list suites --json`), e.g. "per-cell sum".
+    """
+
+    models: tuple[str, ...]
+    tasks: tuple[str, ...]
+    protocol: str | None = None
+    seeds: tuple[int, ...] = (0,)
+    folds: tuple[int, ...] | None = None
+    pooling: str | None = None
+    descriptors: str | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A named, documented set of grids a plugin offers (`bench run --suite NAME`).
+
+    Suites are data: a list of `SuiteEntry` blocks, each expanded by the same
+    planner as `bench run -m ... -t ...`, so a suite and the equivalent flags give
+    the same jobs (and the same job ids, so results are shared and resumed).
+    name: what users type after `--suite`, matching `NAME_PATTERN`.
+    description / reference: shown by `bench list suites` (e.g. the paper table it reproduces).
+    """
+
+    name: str
+    entries: tuple[SuiteEntry, ...]
+    description: str = ""
+    reference: str = ""

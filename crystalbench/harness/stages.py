@@ -45,6 +45,7 @@ from .seeding import apply_threads, seed_everything
 from .specs import DescriptorSpec, ModelContext, ModelSpec, TaskSpec
 from .splits import Fold, make_folds
 from .store import digest
+from .telemetry import epoch_observer, observing_epochs
 
 __all__ = ["Workspace", "LoadedTask", "IncompatibleError", "run_job", "check_compatible", "leak_warnings"]
 
@@ -353,7 +354,8 @@ def run_job(job: Job, ctx: RunContext, workspace: Workspace, *, split_file: Path
         mctx = model_context(job, spec, task, data, ctx)
         model = spec.factory(mctx)
         t0 = time.perf_counter()
-        model.fit(train, val, seed=job.seed, progress=ctx.progress)
+        with observing_epochs(epoch_observer(job.id, ctx.options)):
+            model.fit(train, val, seed=job.seed, progress=ctx.progress)
         record.timings["fit"] = round(time.perf_counter() - t0, 4)
         info = getattr(model, "fit_info", None)
         if isinstance(info, Mapping):
@@ -386,6 +388,8 @@ def run_job(job: Job, ctx: RunContext, workspace: Workspace, *, split_file: Path
         if task.task_type == "classification":
             pred = pred.astype(int)
         record.predictions = {"ids": list(test.ids), "y_true": test.targets.tolist(), "y_pred": pred.tolist()}
+        if test.structures is not None:  # for error-vs-size plots: sites in each test cell
+            record.predictions["n_atoms"] = [len(st) for st in test.structures]
         record.status = "ok"
         record.runtime = _runtime(job.device)
         if threads is not None:

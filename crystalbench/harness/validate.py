@@ -20,7 +20,7 @@ from .registry import Registry
 from .results import ResultStore
 from .splits import make_folds
 
-__all__ = ["ValidationReport", "validate_results", "test_ids_hash"]
+__all__ = ["ValidationReport", "OfficialSplits", "validate_results", "test_ids_hash"]
 
 
 def test_ids_hash(ids: list[str]) -> str:
@@ -48,53 +48,87 @@ def _split_problem(rec: ResultRecord) -> str | None:
     return None
 
 
-def validate_results(root: Path, reg: Registry | None = None, ctx: RunContext | None = None) -> ValidationReport:
-    """Check every record under `root`; with `reg` and `ctx`, also against each task's official split."""
+def validate_results(
+    root: Path,
+    reg: Registry | None = None,
+    ctx: RunContext | None = None,
+    *,
+    require_official: bool = False,
+) -> ValidationReport:
+    """Check every record under `root`; with `reg` and `ctx`, also against each task's official split.
+
+    `require_official` is for results nobody here computed (leaderboard submissions): a record
+    whose split cannot be checked (a task this installation does not know, its data missing,
+    a user `--split-file`) is then invalid instead of a note, because an unverifiable split
+    is exactly what a tampered submission would look like.
+    """
     report = ValidationReport()
-    official: dict[tuple[str, str, int, int], str | None] = {}
-    unavailable: set[str] = set()
+    splits = OfficialSplits(reg, ctx) if reg is not None and ctx is not None else None
+    if require_official and splits is None:
+        raise CrystalbenchError("checking official splits needs the task registry and a data directory")
     for path, rec in ResultStore(root).scan():
         if not isinstance(rec, ResultRecord):
             report.invalid.append((path, str(rec)))
             continue
         problem = _split_problem(rec)
-        if problem is None and rec.ok and reg is not None and ctx is not None:
-            problem = _official_split_problem(rec, reg, ctx, official, unavailable)
+        if problem is None and rec.ok and splits is not None:
+            problem = splits.problem(rec, required=require_official)
         if problem:
             report.invalid.append((path, problem))
         else:
             report.valid += 1
-    for name in sorted(unavailable):
-        report.notes.append(f"task {name!r}: data not available here, official splits not checked")
+    for name in sorted(splits.unavailable if splits is not None else ()):
+        report.notes.append(f"task {name!r}: data not available here, official splits not checked "
+                            f"(`bench data fetch {name}`)")
     return report
 
 
-def _official_split_problem(
-    rec: ResultRecord,
-    reg: Registry,
-    ctx: RunContext,
-    cache: dict[tuple[str, str, int, int], str | None],
-    unavailable: set[str],
-) -> str | None:
-    job = rec.job
-    if job.split_source is not None or job.task not in reg.tasks or job.task in unavailable:
-        return None  # a user split file, a task this installation does not know, or no data here
-    task = reg.tasks[job.task]
-    if job.protocol not in ("matbench", "file", "paper"):
+class OfficialSplits:
+    """Each record's test ids compared with the official split of its task, protocol, fold (and seed).
+
+    The split is recomputed from the task's data (loaded once per task), so a record whose
+    predictions cover another test set than the one the protocol defines is caught even when
+    its own split hash was rewritten to match. Used by `validate_results` and by the Matbench
+    export, which must only ever publish the official folds.
+    """
+
+    def __init__(self, reg: Registry, ctx: RunContext) -> None:
+        self.reg = reg
+        self.ctx = ctx
+        self.unavailable: set[str] = set()
+        self._expected: dict[tuple[str, str, int, int, bool], str | None] = {}
+
+    def problem(self, rec: ResultRecord, *, required: bool = False) -> str | None:
+        """Why `rec`'s test ids are not the official ones (None when they are, or cannot be checked
+        and `required` is False)."""
+        job = rec.job
+        if job.split_source is not None:
+            return "the split comes from a user --split-file, which has no official version" if required else None
+        if job.task not in self.reg.tasks:
+            return f"task {job.task!r} is not registered here, so its split cannot be checked" if required else None
+        if job.protocol not in ("matbench", "file", "paper"):
+            return f"protocol {job.protocol!r} has no official split" if required else None
+        if job.task in self.unavailable:
+            return self._unavailable(job.task) if required else None
+        task = self.reg.tasks[job.task]
+        needs_val = (rec.provenance.get("split") or {}).get("n_val", 0) > 0
+        key = (job.task, job.protocol, job.seed if job.protocol != "matbench" else -1, job.fold, needs_val)
+        if key not in self._expected:
+            try:
+                data = task.load(self.ctx)
+                folds = make_folds(task, data, job.protocol, seed=job.seed, needs_validation=needs_val, ctx=self.ctx)
+            except CrystalbenchError:
+                self.unavailable.add(job.task)
+                return self._unavailable(job.task) if required else None
+            self._expected[key] = folds[job.fold].describe(data)["test_ids_sha256"] if job.fold < len(folds) else None
+        expected = self._expected[key]
+        if expected is None:
+            return f"task {job.task!r} has no fold {job.fold} under protocol {job.protocol!r}"
+        if (rec.provenance.get("split") or {}).get("test_ids_sha256") != expected:
+            return (f"test ids differ from the official {job.protocol} split of {job.task!r} fold {job.fold} "
+                    f"(predictions for another test set, or a changed fold number)")
         return None
-    needs_val = (rec.provenance.get("split") or {}).get("n_val", 0) > 0
-    key = (job.task, job.protocol, job.seed if job.protocol != "matbench" else -1, job.fold)
-    if key not in cache:
-        try:
-            data = task.load(ctx)
-            folds = make_folds(task, data, job.protocol, seed=job.seed, needs_validation=needs_val, ctx=ctx)
-        except CrystalbenchError:
-            unavailable.add(job.task)
-            return None
-        cache[key] = folds[job.fold].describe(data)["test_ids_sha256"] if job.fold < len(folds) else None
-    expected = cache[key]
-    if expected is None:
-        return f"task {job.task!r} has no fold {job.fold} under {job.protocol}"
-    if (rec.provenance.get("split") or {}).get("test_ids_sha256") != expected:
-        return f"test ids differ from the official {job.protocol} split of {job.task!r} fold {job.fold}"
-    return None
+
+    def _unavailable(self, task: str) -> str:
+        return (f"task {task!r}: its data is not available here, so the official split cannot be checked "
+                f"(run `bench data fetch {task}` or pass --data-dir)")

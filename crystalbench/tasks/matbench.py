@@ -37,8 +37,12 @@ from ..harness.hookspecs import hookimpl
 from ..harness.specs import TaskSpec
 from . import settings
 from .readers import RowError, file_digest, no_gc, parse_composition, parse_structure, process_memo, read_json_table
+from .sources import RemoteFile
 
-__all__ = ["MATBENCH", "matbench_ids", "matbench_tasks", "local_file", "load_matbench", "bench_tasks", "OFFLINE_ENV"]
+__all__ = [
+    "MATBENCH", "matbench_ids", "matbench_tasks", "local_file", "load_matbench", "remote_file", "bench_tasks",
+    "OFFLINE_ENV",
+]
 
 OFFLINE_ENV = settings.OFFLINE_ENV
 _MB_LICENSE = "Matbench: BSD-style (LBNL); "
@@ -109,6 +113,25 @@ def _download(name: str, folder: Path) -> Any:
 
     folder.mkdir(parents=True, exist_ok=True)
     return load_dataset(name, data_home=str(folder), download_if_missing=True)
+
+
+def remote_file(name: str, ctx: RunContext) -> RemoteFile:
+    """The official file of a Matbench task as `bench data fetch` downloads it into `<data_dir>/matbench/`.
+
+    URL and sha256 come from matminer's dataset metadata, the same checksums
+    matminer's own loader verifies, so a fetched file is byte-identical to what
+    `load_dataset` would use.
+    """
+    if name not in MATBENCH:
+        raise BadInputError(f"{name!r} is not a Matbench v0.1 task")
+    try:
+        from matminer.datasets.dataset_retrieval import get_dataset_attribute
+
+        url, sha = str(get_dataset_attribute(name, "url")), str(get_dataset_attribute(name, "hash"))
+    except ImportError:
+        raise _unavailable(name, ctx.data_dir, "matminer (which knows the file's URL and checksum) is not "
+                           "installed: pip install matminer") from None
+    return RemoteFile(ctx.data_dir / "matbench" / f"{name}.json.gz", url, sha, "Matbench v0.1 via matminer")
 
 
 def _unavailable(name: str, data_dir: Path, why: str) -> DataUnavailableError:

@@ -24,6 +24,7 @@ each); a warm load of a 7.8k-structure task takes ~1.5 s.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from collections import Counter
@@ -68,6 +69,15 @@ __all__ = [
     "gong_labels",
     "mp_labels",
     "mp_structures",
+    "RemoteFile",
+    "Downloader",
+    "GITHUB_FILES",
+    "MANUAL",
+    "USER_SUPPLIED",
+    "remote_file",
+    "manual_hint",
+    "fetch_file",
+    "http_download",
 ]
 
 # Raw files of each source, relative to the data directory.
@@ -521,3 +531,156 @@ def _primitive(rec: dict[str, Any]) -> dict[str, Any]:
     except Exception:  # spglib failure: keep the cell as given
         return rec
     return structure_to_record(prim) if prim is not None and len(prim) < len(s) else rec
+
+
+# --------------------------------------------------------------------------------------------
+# Getting the raw files: `bench data fetch`
+# --------------------------------------------------------------------------------------------
+# Files published unchanged in a public git repository are downloaded from that repository at
+# the pinned commit of their PROVENANCE.md and must match the sha256 recorded there, so a moved
+# branch or a corrupted transfer can never become a different dataset. Files that were
+# repacked (gzip) or come from sources without a stable URL are `MANUAL`: fetch says where to
+# get them instead.
+
+_GITHUB_RAW = "https://raw.githubusercontent.com/{repo}/{commit}/{path}"
+_GONG = ("shenggong1996/examining-GNN-for-crystal-periodicity", "a9265db88c7c183b44a6dd246801ee3c4e56878c")
+_NO_LICENCE = "no licence in the authors' repository: for local benchmarking only, do not redistribute"
+
+# data-dir relative path: (repository, commit, path in the repository, sha256, note)
+GITHUB_FILES: dict[str, tuple[str, str, str, str, str]] = {
+    "gong2023_labels_only/cv_training.csv": (*_GONG, "datasets/property/cv_training.csv",
+        "17e77feb2c7c88dc6c346f2a922ba43ec87ecc341699a90046dca4bf0ef8ee7b", _NO_LICENCE),
+    "gong2023_labels_only/cv_test.csv": (*_GONG, "datasets/property/cv_test.csv",
+        "caa4d19e51a020ce5191cd797fe853983c59dddcd7e086a3b98cb1b8f5bf5c68", _NO_LICENCE),
+    "gong2023_labels_only/internal_energy_training.csv": (*_GONG, "datasets/property/internal_energy_training.csv",
+        "d39be2668e37756e96a0e3907def4029128751d3407d67caacbe47e69e2611af", _NO_LICENCE),
+    "gong2023_labels_only/internal_energy_test.csv": (*_GONG, "datasets/property/internal_energy_test.csv",
+        "e574ea782f031dadc2c336ce7048732f052e202bb4306491ec564a53fd962949", _NO_LICENCE),
+    "gong2023_labels_only/kappa_training.csv": (*_GONG, "datasets/property/kappa_training.csv",
+        "db88b7f9d38504bde021078f75b4020942e3cecb98d9e8076e3c9006e16b0782", _NO_LICENCE),
+    "gong2023_labels_only/kappa_test.csv": (*_GONG, "datasets/property/kappa_test.csv",
+        "80cce65495a4ff8c4ffa12edc256e48256d61beffd95d694d3e081aebee49aa4", _NO_LICENCE),
+    "matminer_phonon_dielectric_mp/phonon_dielectric_mp.csv": (
+        "hackingmaterials/automatminer", "3eea185cfa80564cb7ae497e1b8c78862c03a06b",
+        "matbench/data/sources/phonon_dielectric_mp.csv",
+        "6f284119bed821793f892bac2e0256d9b3eff406647212423ae6b9fc35347245", ""),
+    "matminer_dielectric_constant/dielectric_constant.csv": (
+        "hackingmaterials/matminer", "0b6294f1b10d439b9446c95f9d30197853df920b",
+        "matminer/datasets/dielectric_constant.csv",
+        "bf6aaac5f41f9f8e1acb97368d19b3c11b6c758752f92b324e61e36ea87fa77e", ""),
+    "matminer_piezoelectric_tensor/piezoelectric_tensor.csv": (
+        "hackingmaterials/matminer", "0b6294f1b10d439b9446c95f9d30197853df920b",
+        "matminer/datasets/piezoelectric_tensor.csv",
+        "5387303b9e63c0fe46f4b906d45eb712934d926d6ea617a9b10ab0b1e1f59644", ""),
+    "mp_elastic_val_trachote/mp_val_clean.json": (
+        "trachote/predict_elastic_tensor", "2178392a6895287af3c7f95c2a31f7985b28b1e8", "data/mp_val_clean.json",
+        "a341194c57462582b740e82aaa5b7e80d5c61c5a46d971a973d202d632d01044", ""),
+    "mp_nostruct_labels_only/mp_nostruct.csv": (
+        "hackingmaterials/automatminer", "2e5458a617bdafc19473058b97d65a5312a74994",
+        "matbench/data/sources/mp_nostruct.csv",
+        "1709fbda1e29ed7312f5bf0e9d25afafd15f993272145dc61ab308937d2976b2", ""),
+    "macefield_mp_dielectric_splits/dielectric-test.xyz": (
+        "mdi-group/2025-04-mace-field", "c26ef89c0c189cc3b18c55ffbc4609834efd7545",
+        "scripts/Dielectrics/dielectric-test.xyz",
+        "142b9ebed7932e04f69be990da946a8d0ff976d0151927cb7bceaa88d6297eb1", _NO_LICENCE),
+    "macefield_mp_dielectric_splits/dielectric-valid.xyz": (
+        "mdi-group/2025-04-mace-field", "c26ef89c0c189cc3b18c55ffbc4609834efd7545",
+        "scripts/Dielectrics/dielectric-valid.xyz",
+        "546d8a4a398d0d0a0d267dbfccdc97a64dc6f47aa46c6c8f7fe096351bb93045", _NO_LICENCE),
+}
+
+# data-dir relative folder: where its files come from when they cannot be downloaded as published
+MANUAL: dict[str, str] = {
+    "matminer_pypi_elastic_tensor_2015": (
+        "`pip download matminer==0.3.5 --no-deps --no-binary :all:`, take "
+        "matminer-0.3.5/matminer/datasets/elastic_tensor.csv from the sdist and store it as elastic_tensor.csv.gz "
+        "(`gzip -n -9`)"),
+    "matminer_pypi_flla_2015": (
+        "`pip download matminer==0.3.5 --no-deps --no-binary :all:`, take "
+        "matminer-0.3.5/matminer/datasets/flla_2015.csv from the sdist and store it as flla_2015.csv.gz "
+        "(`gzip -n -9`)"),
+    "matcalc_benchmark_data": (
+        "the benchmark_data/ folder of https://github.com/materialsvirtuallab/matcalc (commit aa76b41), "
+        "files unchanged"),
+}
+
+
+# tasks whose data is more than published files: what the user has to add by hand
+USER_SUPPLIED: dict[str, str] = {
+    "log_kappa": (
+        "gong2023_kappa/: one <cif_id>.cif per labelled compound, from the paper authors' data "
+        "(https://doi.org/10.6084/m9.figshare.19654224) or ICSD/TEDesignLab; see docs/data.md"),
+}
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A raw file that can be downloaded: where it goes, where it comes from, the sha256 it must have."""
+
+    dest: Path
+    url: str
+    sha256: str
+    note: str = ""
+
+
+Downloader = Callable[[str], bytes]
+
+
+def http_download(url: str) -> bytes:
+    """The real downloader (tests replace it): the whole body of an HTTPS GET."""
+    import urllib.request
+
+    if not url.startswith("https://"):
+        raise DataUnavailableError(f"refusing to download {url}: not an https URL")
+    with urllib.request.urlopen(url, timeout=120) as resp:  # noqa: S310 (https only, checked above)
+        return bytes(resp.read())
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def remote_file(data_dir: Path, relpath: str) -> RemoteFile | None:
+    """The download of one raw file of `FILES`, or None when it has to be obtained by hand."""
+    entry = GITHUB_FILES.get(relpath)
+    if entry is None:
+        return None
+    repo, commit, path, sha, note = entry
+    return RemoteFile(Path(data_dir) / relpath, _GITHUB_RAW.format(repo=repo, commit=commit, path=path), sha, note)
+
+
+def manual_hint(relpath: str) -> str:
+    """Where a raw file that `bench data fetch` cannot download comes from."""
+    folder = relpath.split("/", 1)[0]
+    where = MANUAL.get(folder)
+    if where:
+        return f"{relpath}: get it from {where}"
+    return f"{relpath}: no download known; see docs/data.md and the folder's PROVENANCE.md for its origin"
+
+
+def fetch_file(rf: RemoteFile, download: Downloader | None = None) -> bool:
+    """Download `rf` into place atomically after checking its sha256; False when it was already there.
+
+    A file that is present with the wrong checksum is replaced; a download with the wrong
+    checksum writes nothing and raises DataUnavailableError.
+    """
+    from ..harness.store import atomic_write
+
+    if rf.dest.is_file() and sha256_file(rf.dest) == rf.sha256:
+        return False
+    try:
+        payload = (download or http_download)(rf.url)
+    except DataUnavailableError:
+        raise
+    except Exception as exc:  # network, HTTP, TLS: all mean "not downloadable from here now"
+        raise DataUnavailableError(f"download of {rf.url} failed: {type(exc).__name__}: {str(exc)[:200]}") from None
+    got = hashlib.sha256(payload).hexdigest()
+    if got != rf.sha256:
+        raise DataUnavailableError(
+            f"{rf.url}: sha256 {got} is not the expected {rf.sha256}; nothing written to {rf.dest}")
+    atomic_write(rf.dest, payload)
+    return True

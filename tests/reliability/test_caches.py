@@ -71,7 +71,8 @@ def test_truncated_graph_cache_entry_is_rebuilt(bench, tmp_path):
     [first] = bench.records(bench(*args, check=0))
     assert first["status"] == "ok", first["error"]
     graphs = _graph_files(cache)
-    assert len(graphs) >= 60, f"no graph cache found under {cache}: {sorted(cache.rglob('*'))[:5]}"
+    # one NPZ file per requested set of graphs (training, validation, test: issue #14), not one per structure
+    assert len(graphs) >= 2, f"no graph cache found under {cache}: {sorted(cache.rglob('*'))[:5]}"
     truncated, garbage = graphs[0], graphs[1]
     kept = {}
     for p in (truncated, garbage):

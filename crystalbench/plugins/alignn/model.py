@@ -25,36 +25,52 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["AlignnParams", "DeAlignnParams", "AlignnModel", "make_alignn", "make_de_alignn"]
 
 
-# Defaults follow the ALIGNN paper (Choudhary & DeCost, npj Comput. Mater. 7,
-# 185 (2021)) as used by Gong et al. 2023: 8 A / 12 neighbours, 4 ALIGNN +
-# 4 GCN layers, 80 RBF bins on bond lengths (0-8 A) and 40 on bond-angle
-# cosines, 64-d RBF embedding, 256-d hidden features, CGCNN 92-d atom
-# features, lr 1e-3, weight decay 1e-5, batch size 64, 300 epochs.
+# Defaults: the alignn package's recipe (usnistgov/alignn, the version behind
+# the paper and its Matbench v0.1 submission, alignn==2021.12.27) -- see
+# docs/recipes.md. Architecture: `ALIGNNConfig` (alignn/models/alignn.py): 4
+# ALIGNN + 4 GCN layers, 80 RBF bins on bond lengths (0-8 A), 40 on bond-angle
+# cosines, 64-d RBF embedding, 256-d hidden features, CGCNN 92-d atom features.
+# Training: `TrainingConfig` (alignn/config.py): AdamW, one-cycle schedule, 300
+# epochs, batch 64, MSE, `n_early_stopping = None`; learning rate 1e-3 and weight
+# decay 1e-5 from the package's example config (alignn/examples/sample_data/
+# config_example.json, the paper's Methods; TrainingConfig's bare defaults are
+# 1e-2 and 0). Graph: `neighbor_strategy = "k-nearest"`, cutoff 8, 12 neighbours,
+# `use_canonize = True` (see graphs.py).
 @dataclass(frozen=True)
 class AlignnParams:
-    """Hyperparameters of alignn (Choudhary & DeCost 2021 defaults, as used by Gong et al. 2023)."""
+    """Hyperparameters of alignn: the alignn package's recipe (docs/recipes.md)."""
 
     # graph
-    cutoff: float = param(8.0, "neighbour search radius (A)")
-    max_neighbors: int = param(12, "k of the k-NN graph (ties at the k-th shell kept)")
-    extend_cutoff: bool = param(False, "grow the cutoff for sparse sites as the alignn package does")
-    # architecture
-    alignn_layers: int = param(4, "ALIGNN layers (atom graph + line graph)")
-    gcn_layers: int = param(4, "edge-gated graph convolutions on the atom graph")
-    edge_input_features: int = param(80, "RBF bins on bond length")
-    triplet_input_features: int = param(40, "RBF bins on bond-angle cosine")
-    embedding_features: int = param(64, "size of the RBF embeddings")
-    hidden_features: int = param(256, "hidden size of atom/bond features")
+    cutoff: float = param(8.0, "neighbour search radius (A); alignn config.py TrainingConfig.cutoff")
+    max_neighbors: int = param(12, "k of the k-NN graph (alignn's k-nearest rule, graphs.py); TrainingConfig.max_neighbors")
+    extend_cutoff: bool = param(
+        True, "grow the cutoff until every atom has max_neighbors, as alignn's nearest_neighbor_edges does"
+    )
+    # architecture (alignn/models/alignn.py ALIGNNConfig, as in the paper)
+    alignn_layers: int = param(4, "ALIGNN layers (atom graph + line graph); ALIGNNConfig.alignn_layers")
+    gcn_layers: int = param(4, "edge-gated graph convolutions on the atom graph; ALIGNNConfig.gcn_layers")
+    edge_input_features: int = param(80, "RBF bins on bond length; ALIGNNConfig.edge_input_features")
+    triplet_input_features: int = param(40, "RBF bins on bond-angle cosine; ALIGNNConfig.triplet_input_features")
+    embedding_features: int = param(64, "size of the RBF embeddings; ALIGNNConfig.embedding_features")
+    hidden_features: int = param(256, "hidden size of atom/bond features; ALIGNNConfig.hidden_features")
     fc_layers: int = param(0, "hidden layers of the output head (ALIGNN: a single linear layer)")
     pooling: Literal["mean", "sum"] = param(
         "mean", "readout over atoms: mean (intensive targets) or sum (extensive, paper eq. 13)"
     )
-    # training (the shared loop's TrainConfig)
-    epochs: int = param(300, "maximum training epochs (the paper's GNN budget; early stopping usually ends sooner)")
-    batch_size: int = param(64, "crystals per optimisation step")
-    lr: float = param(1e-3, "Adam learning rate")
-    weight_decay: float = param(1e-5, "Adam L2 penalty")
-    patience: int | None = param(50, "epochs without validation improvement before stopping (0 or None: never)")
+    # training: the alignn package's recipe (the shared loop's TrainConfig)
+    epochs: int = param(300, "training epochs; alignn TrainingConfig.epochs (Matbench submission: 500)")
+    batch_size: int = param(64, "crystals per optimisation step; TrainingConfig.batch_size (Matbench submission: 32)")
+    optimizer: Literal["adam", "adamw", "sgd"] = param("adamw", "alignn TrainingConfig.optimizer")
+    scheduler: Literal["none", "onecycle", "multistep"] = param(
+        "onecycle", "alignn TrainingConfig.scheduler: OneCycleLR per batch, peak lr, pct_start 0.3 (alignn train.py)"
+    )
+    lr: float = param(1e-3, "peak learning rate; alignn examples config_example.json learning_rate")
+    weight_decay: float = param(1e-5, "AdamW decoupled weight decay; alignn examples config_example.json")
+    momentum: float = param(0.9, "SGD momentum (optimizer = sgd only; alignn train.py uses 0.9)")
+    lr_milestone: int = param(100, "epoch of the x0.1 step (scheduler = multistep only)")
+    patience: int | None = param(
+        None, "early stopping after this many epochs without validation improvement; None: off (TrainingConfig.n_early_stopping)"
+    )
 
     def __post_init__(self) -> None:
         check_training(self)
