@@ -375,17 +375,18 @@ def tune(
     ran = 0
     errors: list[str] = []
 
-    def score(number: int, job: Job, params: dict[str, Any]) -> float | None:
+    def score(number: int, job: Job, params: dict[str, Any]) -> tuple[float | None, bool]:
+        """The trial's validation value (None: failed) and whether the pruner stopped it, from its record."""
         rec = trial_store.existing(job)
         if rec is None or not rec.ok:
-            return None
+            return None, False
         leaked = test_ids & {str(i) for i in (rec.predictions or {}).get("ids", [])}
         if leaked:
             raise CrystalbenchError(f"trial {number} was scored on {len(leaked)} test id(s); search stopped")
         if on_trial:
             on_trial(number, params, rec)
         value = rec.metrics.get(metric)
-        return float(value) if value is not None else None
+        return (float(value) if value is not None else None), bool(rec.fit_info.get("pruned"))
 
     def run_batch(batch: list[tuple[Any, dict[str, Any]]]) -> None:
         """Run a batch of asked trials as one grid through the executor (in parallel where it has slots), then tell."""
@@ -408,11 +409,10 @@ def tune(
         errors.extend(e for e in summary.errors if e not in errors)
         ran += len(summary.finished)
         for (trial, params), job in zip(runnable, jobs):
-            value = score(trial.number, job, params)
-            rec = trial_store.existing(job)
+            value, pruned = score(trial.number, job, params)
             if value is None:
                 study.tell(trial.number, state=States.FAIL)
-            elif rec is not None and rec.fit_info.get("pruned"):
+            elif pruned:
                 study.tell(trial.number, state=States.PRUNED)
             else:
                 study.tell(trial.number, value)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .context import RunContext
+from .dataset import Dataset
 from .errors import CrystalbenchError
 from .record import ResultRecord
 from .registry import Registry
@@ -96,7 +97,10 @@ class OfficialSplits:
         self.reg = reg
         self.ctx = ctx
         self.unavailable: set[str] = set()
-        self._expected: dict[tuple[str, str, int, int, bool], str | None] = {}
+        # test-id hash of every fold of (task, protocol, seed, with validation): the task's data is
+        # loaded and split once, not once per record or per fold
+        self._hashes: dict[tuple[str, str, int, bool], list[str]] = {}
+        self._data: dict[str, Dataset] = {}
 
     def problem(self, rec: ResultRecord, *, required: bool = False) -> str | None:
         """Why `rec`'s test ids are not the official ones (None when they are, or cannot be checked
@@ -112,18 +116,21 @@ class OfficialSplits:
             return self._unavailable(job.task) if required else None
         task = self.reg.tasks[job.task]
         needs_val = (rec.provenance.get("split") or {}).get("n_val", 0) > 0
-        key = (job.task, job.protocol, job.seed if job.protocol != "matbench" else -1, job.fold, needs_val)
-        if key not in self._expected:
+        key = (job.task, job.protocol, job.seed if job.protocol != "matbench" else -1, needs_val)
+        if key not in self._hashes:
             try:
-                data = task.load(self.ctx)
+                if job.task not in self._data:
+                    self._data[job.task] = task.load(self.ctx)
+                data = self._data[job.task]
                 folds = make_folds(task, data, job.protocol, seed=job.seed, needs_validation=needs_val, ctx=self.ctx)
             except CrystalbenchError:
                 self.unavailable.add(job.task)
                 return self._unavailable(job.task) if required else None
-            self._expected[key] = folds[job.fold].describe(data)["test_ids_sha256"] if job.fold < len(folds) else None
-        expected = self._expected[key]
-        if expected is None:
+            self._hashes[key] = [fold.describe(data)["test_ids_sha256"] for fold in folds]
+        hashes = self._hashes[key]
+        if job.fold >= len(hashes):
             return f"task {job.task!r} has no fold {job.fold} under protocol {job.protocol!r}"
+        expected = hashes[job.fold]
         if (rec.provenance.get("split") or {}).get("test_ids_sha256") != expected:
             return (f"test ids differ from the official {job.protocol} split of {job.task!r} fold {job.fold} "
                     f"(predictions for another test set, or a changed fold number)")
