@@ -3,13 +3,16 @@
     python benchmarks/train_speed.py [--n 1000] [--epochs 5] [--quick] [--data-dir DIR] [--no-first-run] [--no-memory]
 
 1. CGCNN on CPU (1 torch thread): crystalbench's `CGCNNNet` through the shared loop
-   (`fit_torch`, index-based batching, with and without precise BN) and
+   (`fit_torch`, index-based batching; precise BN by its default schedule, every
+   epoch, and off) and
    aviary-models' `CrystalGraphConvNet` with its own collate function, on the same
    n matbench_phonons structures (seeded 80/10/10 split), equal hyperparameters
    (8 A / 12 neighbours, Gaussian step 0.2 A, 64 atom features, 3 convolutions,
    128 hidden, Adam lr 1e-2, batch 64, same epochs); aviary's inputs are featurized
    once up front, so both sides time training only. Prints seconds per epoch
-   (median), the ratio, and the final and best validation MAE (cm^-1).
+   (mean without the first epoch, so occasional recalibrations count; the
+   fastest of `--repeats` alternating runs), the ratio, and the final and best
+   validation MAE (cm^-1).
 2. ALIGNN seconds per epoch (crystalbench's plugin, `--alignn-n` structures, 1 epoch).
 3. The README's first-run job, `bench run -m dummy -m rf -m cgcnn -t chain1d_short`,
    wall time from a cold cache (fresh results and cache directories).
@@ -22,12 +25,14 @@ Not a timed test: run it by hand on a quiet machine; the numbers depend on load.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +57,7 @@ def splits(n: int) -> tuple[list[int], list[int]]:
     return list(range(int(0.8 * n))), list(range(int(0.8 * n), int(0.9 * n)))
 
 
-def ours(data: Any, epochs: int, device: str, precise_bn: bool) -> dict[str, float]:
+def ours(data: Any, epochs: int, device: str, precise_bn: bool, tolerance: float | None = 5.0) -> dict[str, float]:
     """crystalbench's CGCNN through `fit_torch` (the path `bench run -m cgcnn` takes)."""
     from crystalbench.gnn.graphs import build_graphs, collate_graphs
     from crystalbench.gnn.trainer import TrainConfig, fit_torch
@@ -61,11 +66,12 @@ def ours(data: Any, epochs: int, device: str, precise_bn: bool) -> dict[str, flo
     graphs = build_graphs(data.structures, keys=data.structure_keys, cache_dir=tempfile.mkdtemp(prefix="cb-speed-"))
     tr, va = splits(len(graphs))
     y = np.asarray(data.targets, dtype=float)
-    cfg = TrainConfig(epochs=epochs, batch_size=64, lr=1e-2, patience=None, precise_bn=precise_bn, device=device)
+    cfg = TrainConfig(epochs=epochs, batch_size=64, lr=1e-2, patience=None, precise_bn=precise_bn,
+                      precise_bn_tolerance=tolerance, device=device)
     res = fit_torch(CGCNNNet, [graphs[i] for i in tr], y[tr], collate_graphs, cfg=cfg,
                     val_items=[graphs[i] for i in va], y_val=y[va], seed=0)
     secs = [h["seconds"] for h in res.history]
-    return {"s_epoch": statistics.median(secs[1:] or secs), "final_val": res.history[-1]["val"], "best_val": res.best_val}
+    return {"s_epoch": statistics.fmean(secs[1:] or secs), "final_val": res.history[-1]["val"], "best_val": res.best_val}
 
 
 def aviary_cgcnn(data: Any, epochs: int) -> dict[str, float]:
@@ -112,7 +118,7 @@ def aviary_cgcnn(data: Any, epochs: int) -> dict[str, float]:
                 preds.append(model(*inputs)[0][:, 0].numpy() * std + mean)
         vals.append(float(np.mean(np.abs(np.concatenate(preds) - y[va]))))
         secs.append(time.perf_counter() - t0)
-    return {"s_epoch": statistics.median(secs[1:] or secs), "final_val": vals[-1], "best_val": min(vals)}
+    return {"s_epoch": statistics.fmean(secs[1:] or secs), "final_val": vals[-1], "best_val": min(vals)}
 
 
 def alignn_epoch(data: Any, n: int, device: str, epochs: int = 1) -> float:
@@ -155,7 +161,9 @@ def bench_command(args: list[str], threads: int, data_dir: Path | None) -> tuple
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1000, help="matbench_phonons structures for the CGCNN comparison")
-    ap.add_argument("--epochs", type=int, default=5, help="epochs per CGCNN run (median epoch time reported)")
+    ap.add_argument("--epochs", type=int, default=5, help="epochs per CGCNN run (mean epoch time after the first)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="alternate the CGCNN runs this many times; each reports its fastest (least disturbed) run")
     ap.add_argument("--alignn-n", type=int, default=200, help="structures for the ALIGNN epoch time")
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="n=200, 2 epochs, no ALIGNN/first-run/memory runs")
@@ -164,23 +172,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-run-args", default="", help="extra `bench run` flags for the first-run job, e.g. '--epochs 100'")
     args = ap.parse_args(argv)
     if args.quick:
-        args.n, args.epochs, args.no_first_run, args.no_memory, args.alignn_n = 200, 2, True, True, 0
+        args.n, args.epochs, args.no_first_run, args.no_memory, args.alignn_n, args.repeats = 200, 2, True, True, 0, 1
 
     import torch
 
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     data = load_phonons(args.n, args.data_dir)
-    print(f"# CPU: 1 torch thread, {len(data)} matbench_phonons structures, {args.epochs} epochs, batch 64, Adam 1e-2")
-    rows = {
-        "crystalbench cgcnn (default, precise BN)": ours(data, args.epochs, "cpu", True),
-        "crystalbench cgcnn (no precise BN)": ours(data, args.epochs, "cpu", False),
-        "aviary cgcnn": aviary_cgcnn(data, args.epochs),
+    print(f"# CPU: 1 torch thread, {len(data)} matbench_phonons structures, {args.epochs} epochs, batch 64, Adam 1e-2, "
+          f"best of {max(1, args.repeats)} alternating runs")
+    runs: dict[str, Callable[[], dict[str, float]]] = {
+        "crystalbench cgcnn (default: precise BN where it pays)": lambda: ours(data, args.epochs, "cpu", True),
+        "crystalbench cgcnn (precise BN every epoch)": lambda: ours(data, args.epochs, "cpu", True, None),
+        "crystalbench cgcnn (no precise BN)": lambda: ours(data, args.epochs, "cpu", False),
+        "aviary cgcnn": lambda: aviary_cgcnn(data, args.epochs),
     }
+    # the runs alternate, `--repeats` times; each keeps its fastest mean epoch: on a
+    # shared machine load only ever adds time, so the minimum is the least disturbed figure
+    rows: dict[str, dict[str, float]] = {}
+    for _ in range(max(1, args.repeats)):
+        for name, run in runs.items():
+            r = run()
+            if name not in rows or r["s_epoch"] < rows[name]["s_epoch"]:
+                rows[name] = r
     ref = rows["aviary cgcnn"]["s_epoch"]
-    print(f"{'model':41s} {'s/epoch':>8s} {'vs aviary':>10s} {'final val MAE':>14s} {'best val MAE':>13s}")
+    print(f"{'model':54s} {'s/epoch':>8s} {'vs aviary':>10s} {'final val MAE':>14s} {'best val MAE':>13s}")
     for name, r in rows.items():
-        print(f"{name:41s} {r['s_epoch']:8.3f} {ref / r['s_epoch']:9.2f}x {r['final_val']:14.2f} {r['best_val']:13.2f}")
+        print(f"{name:54s} {r['s_epoch']:8.3f} {ref / r['s_epoch']:9.2f}x {r['final_val']:14.2f} {r['best_val']:13.2f}")
     if args.alignn_n:
         print(f"alignn ({args.alignn_n} structures, CPU): {alignn_epoch(data, args.alignn_n, 'cpu'):.2f} s/epoch")
     if torch.cuda.is_available():
@@ -194,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
             cmd = ["run", "-m", "dummy", "-m", "rf", "-m", "cgcnn", "-t", "chain1d_short", "--results-dir",
                    f"{tmp}/r", "--cache-dir", f"{tmp}/c", *args.first_run_args.split()]
             wall, _, rc = bench_command(cmd, 1, args.data_dir)
+            r2 = [json.loads(p.read_text())["metrics"].get("r2") for p in Path(tmp, "r").glob("chain1d_short/cgcnn/*.json")]
             print(f"first-run job (cold cache{', ' + args.first_run_args if args.first_run_args else ''}): "
-                  f"{wall:.0f} s (exit {rc})")
+                  f"{wall:.0f} s (exit {rc}); cgcnn test R^2 {', '.join(f'{v:.3f}' for v in r2 if v is not None) or '-'}")
     if not args.no_memory:
         with tempfile.TemporaryDirectory() as tmp:
             cmd = ["run", "-m", "cgcnn", "-t", "desc_vpa", "--epochs", "1", "--results-dir", f"{tmp}/r",

@@ -41,7 +41,8 @@ def test_defaults_are_the_reference_recipes():
         "atom_fea_len": 64, "n_conv": 3, "h_fea_len": 128, "n_h": 1, "dropout": 0.0, "pooling": "mean",
         "radius": 8.0, "max_neighbors": 12, "gaussian_step": 0.2, "epochs": 300, "batch_size": 64,
         "optimizer": "adam", "scheduler": "none", "lr": 1e-2, "weight_decay": 0.0, "momentum": 0.9,
-        "lr_milestone": 100, "patience": None, "precise_bn": True,
+        "lr_milestone": 100, "patience": None, "precise_bn": True, "precise_bn_batches": 2,
+        "precise_bn_tolerance": 5.0,
     }
     a = specs["alignn"].default_params()
     assert a == {
@@ -73,6 +74,8 @@ def test_defaults_are_the_reference_recipes():
         ("cgcnn", {"dropout": 1.0}, "dropout must be in"),
         ("cgcnn", {"patience": -2}, "patience must be >= 0"),
         ("cgcnn", {"momentum": 1.0}, "momentum must be in"),
+        ("cgcnn", {"precise_bn_batches": 0}, "precise_bn_batches must be >= 1"),
+        ("de-cgcnn", {"precise_bn_tolerance": -1.0}, "precise_bn_tolerance must be >= 0"),
         ("cgcnn", {"optimizer": "rmsprop"}, "must be one of"),
         ("alignn", {"scheduler": "cosine"}, "must be one of"),
         ("cgcnn", {"scheduler": "multistep", "epochs": 30}, "after the last of 30 epochs"),

@@ -110,19 +110,26 @@ def test_flat_batches_equal_collate_graphs():
         _same_batch(flat.batch(np.arange(12)), collate_graphs(list(items)))
 
 
-def test_prepared_edge_features_are_the_gaussian_expansion():
+def test_prepared_edge_features_are_the_gaussian_expansion_of_each_distinct_length():
     graphs = _graphs(8)
     torch.manual_seed(0)
     net = CGCNNNet(atom_fea_len=8, h_fea_len=8)
     net.eval()
     flat = collate_graphs.index(graphs).prepare(net)
-    assert flat.edge_fea is not None and flat.edge_fea.shape == (len(flat.distances), 41)
-    (batch,) = flat.batches([np.array([7, 2, 5])])
-    assert batch.edge_fea is not None
-    plain = collate_graphs([graphs[i] for i in (7, 2, 5)])
-    assert torch.equal(batch.edge_fea, net.edge_features(plain.distances))
-    with torch.no_grad():
-        assert torch.equal(net(batch), net(plain))  # precomputed or not: the same values
+    lengths = np.unique(flat.distances.numpy())
+    assert len(lengths) < len(flat.distances)  # symmetric neighbours share lengths
+    assert flat.edge_fea is not None and flat.edge_fea.shape == (len(lengths), 41)
+    groups = [np.array([7, 2, 5]), np.array([0]), np.array([1, 3, 4, 6, 0])]
+    for group, batch in zip(groups, flat.batches(groups)):
+        plain = collate_graphs([graphs[i] for i in group])
+        assert batch.edge_fea is not None and batch.edge_fea_index is not None
+        # one row per distinct length of this batch, and every edge finds its own
+        assert len(batch.edge_fea) == len(np.unique(plain.distances.numpy()))
+        assert len(batch.edge_fea_index) == len(plain.distances)
+        per_edge = batch.edge_fea.index_select(0, batch.edge_fea_index)
+        torch.testing.assert_close(per_edge, net.edge_features(plain.distances), rtol=1e-6, atol=0.0)
+        with torch.no_grad():  # precomputed or not: the same function (float summation order aside)
+            torch.testing.assert_close(net(batch), net(plain), rtol=1e-5, atol=1e-6)
 
 
 def _cgcnn_fit(collate, cfg: TrainConfig) -> np.ndarray:
@@ -133,12 +140,33 @@ def _cgcnn_fit(collate, cfg: TrainConfig) -> np.ndarray:
     return predict_torch(res, graphs[35:], collate)
 
 
+def test_indexed_path_has_the_collate_paths_gradients():
+    """The fast path multiplies each distinct edge length once and gathers: same gradients, float order aside."""
+    graphs = _graphs(12)
+    torch.manual_seed(0)
+    net = CGCNNNet(atom_fea_len=8, n_conv=2, h_fea_len=8)
+    group = np.array([3, 1, 4, 0, 5, 9, 2, 6])
+    (fast,) = collate_graphs.index(graphs).prepare(net).batches([group])
+    slow = collate_graphs([graphs[i] for i in group])
+    assert fast.edge_fea_index is not None and slow.edge_fea is None
+    grads = []
+    for batch in (fast, slow):
+        net.zero_grad()
+        net(batch).pow(2).sum().backward()
+        grads.append({k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for k in grads[0]:
+        torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-5, atol=1e-7, msg=k)
+
+
 def test_indexed_path_trains_like_the_collate_path():
-    cfg = TrainConfig(epochs=3, batch_size=8, lr=1e-2, patience=None)
+    # SGD: Adam divides by the gradient's own scale, so the ~1e-8 float noise on weights whose
+    # gradient is exactly zero in theory (a bias followed by BatchNorm) becomes full-size steps
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=1e-2, optimizer="sgd", patience=None)
     fast = _cgcnn_fit(collate_graphs, cfg)
     slow = _cgcnn_fit(lambda items: collate_graphs(items), cfg)  # a plain function: per-batch collation
-    # the only difference is the Gaussian expansion computed once per set (elementwise: bit-identical)
-    np.testing.assert_array_equal(fast, slow)
+    np.testing.assert_allclose(fast, slow, rtol=1e-5)
+    assert not np.allclose(fast, fast.mean())  # it learned something crystal-specific
 
 
 class _Exploding(torch.nn.Module):

@@ -114,7 +114,9 @@ def test_precise_bn_only_where_an_epoch_has_few_batches(linear_data):
     build = lambda: nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Softplus(), nn.Linear(8, 1))  # noqa: E731
     means = {}
     for limit in (None, 3, 4):  # 200 items / 50 = 4 batches per epoch
-        cfg = TrainConfig(epochs=2, batch_size=50, lr=1e-2, patience=None, precise_bn_max_batches=limit)
+        cfg = TrainConfig(
+            epochs=2, batch_size=50, lr=1e-2, patience=None, precise_bn_batches=4, precise_bn_max_batches=limit
+        )
         res = fit_torch(build, x[:200], y[:200], _collate, cfg=cfg, seed=0)
         means[limit] = res.module[1].running_mean.numpy()
         assert res.summary()["precise_bn"] is (limit != 3)
@@ -291,3 +293,61 @@ def test_fit_is_bit_identical_with_several_threads(linear_data):
     assert all(np.array_equal(weights[0], w) for w in weights[1:])
     assert results[0].torch_threads == 2 and results[0].summary()["torch_threads"] == 2
     assert torch.are_deterministic_algorithms_enabled() == was_deterministic  # restored after fit
+
+
+def test_precise_bn_only_while_the_running_averages_drift():
+    """Recalibration every epoch while drift >= tolerance; gaps of 1, 2, 4, 8 epochs while below it."""
+    from crystalbench.gnn.trainer import _RecalibrationSchedule
+
+    calm = _RecalibrationSchedule(5.0)
+    done = []
+    for epoch in range(1, 41):
+        if calm.due(epoch):
+            done.append(epoch)
+            calm.record(epoch, 0.5)
+    assert done == [1, 3, 6, 11, 20, 29, 38]
+    drifting = _RecalibrationSchedule(5.0)
+    for epoch in range(1, 11):
+        assert drifting.due(epoch)
+        drifting.record(epoch, 30.0)
+    assert drifting.passes == 10
+    # a drift back above the tolerance returns to every epoch
+    calm.record(40, 9.0)
+    assert calm.due(41)
+    always = _RecalibrationSchedule(None)
+    assert all(always.due(e) for e in range(1, 5))
+    with pytest.raises(BadInputError, match="precise_bn_tolerance"):
+        TrainConfig(precise_bn_tolerance=-1)
+    zero = _RecalibrationSchedule(0.0)  # 0: every epoch, whatever the drift (TOML has no None)
+    for epoch in range(1, 4):
+        assert zero.due(epoch)
+        zero.record(epoch, 0.0)
+
+
+def test_precise_bn_passes_follow_the_measured_drift(linear_data):
+    """A network whose running averages stay close recalibrates in fewer epochs; tolerance None: every epoch."""
+    x, y = linear_data
+    build = lambda: nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Softplus(), nn.Linear(8, 1))  # noqa: E731
+    passes = {}
+    for tol in (None, 1e9, 1e-9):
+        cfg = TrainConfig(epochs=12, batch_size=50, lr=1e-3, patience=None, precise_bn_tolerance=tol)
+        res = fit_torch(build, x[:200], y[:200], _collate, cfg=cfg, val_items=x[200:], y_val=y[200:], seed=0)
+        passes[tol] = res.summary()["precise_bn_passes"]
+    assert passes[None] == 12 and passes[1e-9] == 12  # any drift is too much: every epoch
+    assert passes[1e9] == 4  # epochs 1, 3, 6, 11
+
+
+def test_training_contexts_switch_off_nan_fills_and_restore_everything():
+    """Deterministic mode without its NaN fill of new tensors (12% of a CGCNN epoch); settings restored."""
+    import torch.utils.deterministic as tud
+
+    from crystalbench.gnn.trainer import deterministic, reuse_freed_memory
+
+    cpu = torch.device("cpu")
+    before = (torch.are_deterministic_algorithms_enabled(), tud.fill_uninitialized_memory)
+    with deterministic(cpu), reuse_freed_memory(cpu):
+        assert torch.are_deterministic_algorithms_enabled()
+        assert tud.fill_uninitialized_memory is False
+        x = torch.arange(300_000, dtype=torch.float32)  # a block above glibc's default mmap threshold
+        assert torch.equal((x + 1) - 1, x)  # exact below 2**24
+    assert (torch.are_deterministic_algorithms_enabled(), tud.fill_uninitialized_memory) == before

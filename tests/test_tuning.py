@@ -158,6 +158,7 @@ def test_cli_tune_json(reg, tmp_path, space_file):
     lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert [line["trial"] for line in lines[:-1]] == [0, 1]
     assert lines[-1]["final"]["status"] == "ok" and lines[-1]["trials"] == 2
+    assert "inputs changed" not in out.output  # trials differ from each other by design: no notice per trial
     bad = CliRunner().invoke(cli, ["tune", "-m", "sleepy", "-t", "toy_cubic", "--space", "paper"],
                              obj={"registry": reg})
     assert bad.exit_code == 2 and "neither the CGCNN" in bad.output
@@ -243,6 +244,7 @@ def test_pruned_trials_stop_early_and_are_told_as_pruned(reg, tmp_path, monkeypa
     study = optuna.load_study(study_name=summary.study_id, storage=f"sqlite:///{summary.study_dir / 'study.db'}")
     states = {t.number: t.state for t in study.trials}
     assert states == {0: optuna.trial.TrialState.COMPLETE, 1: optuna.trial.TrialState.PRUNED}
+    assert (summary.trials_done, summary.trials_pruned, summary.trials_failed) == (1, 1, 0)
     infos = {json.loads(p.read_text())["fit_info"].get("pruned", False): json.loads(p.read_text())["fit_info"]
              for p in _trial_records(ctx.results_dir)}
     assert infos[True]["epochs_run"] == 2 and infos[False]["epochs_run"] == 5

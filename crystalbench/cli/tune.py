@@ -94,12 +94,15 @@ def tune(ctx: click.Context, model: str, task: str, space: str, trials: int, sam
     final = summary.final
     if as_json:
         click.echo(json.dumps({"study": str(summary.study_dir), "study_id": summary.study_id,
-                               "trials": summary.trials_done, "best_params": summary.best_params,
+                               "trials": summary.trials_done, "trials_pruned": summary.trials_pruned,
+                               "trials_failed": summary.trials_failed, "best_params": summary.best_params,
                                "best_value": summary.best_value, "metric": summary.metric,
                                "final": None if final is None else {"job_id": final.job_id, "status": final.status,
                                                                     "metrics": final.metrics}}))
     else:
-        click.echo(f"best of {summary.trials_done} trial(s): {summary.best_params} "
+        stopped = [f"{n} {what}" for n, what in ((summary.trials_pruned, "pruned"), (summary.trials_failed, "failed")) if n]
+        click.echo(f"best of {summary.trials_done} completed trial(s){' (' + ', '.join(stopped) + ')' if stopped else ''}: "
+                   f"{summary.best_params} "
                    f"(validation {summary.metric} {summary.best_value:.4g}); study in {summary.study_dir}", err=True)
         if final is not None:
             click.echo(f"test: {metric_line(final)}", err=True)

@@ -76,8 +76,8 @@ def check_training(params: Any) -> None:
     """Validate the shared training fields a params dataclass has.
 
     epochs, batch_size, lr, weight_decay, patience, momentum, lr_milestone
-    (which must fall inside the run when the scheduler is multistep) and
-    dropout; optimizer/scheduler choices are `Literal` fields, checked by the
+    (which must fall inside the run when the scheduler is multistep),
+    dropout and the precise-BN settings; optimizer/scheduler choices are `Literal` fields, checked by the
     harness's params resolution.
     """
     have = {f.name for f in dataclasses.fields(params)}
@@ -105,4 +105,9 @@ def check_training(params: Any) -> None:
         )
     if "dropout" in have and not 0.0 <= params.dropout < 1.0:
         problems.append(f"dropout must be in [0, 1), got {params.dropout!r}")
+    if "precise_bn_batches" in have and params.precise_bn_batches < 1:
+        problems.append(f"precise_bn_batches must be >= 1, got {params.precise_bn_batches!r}")
+    tolerance = getattr(params, "precise_bn_tolerance", None)
+    if tolerance is not None and not tolerance >= 0:
+        problems.append(f"precise_bn_tolerance must be >= 0 (0: every epoch), got {tolerance!r}")
     _fail(params, problems)

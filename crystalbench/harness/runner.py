@@ -63,6 +63,9 @@ class GridRequest:
     extra_tasks: Mapping[str, TaskSpec] = field(default_factory=dict)
     # how worker processes re-create `extra_tasks` (their specs hold closures): see executors.base.TaskRecipe
     task_recipes: Mapping[str, TaskRecipe] = field(default_factory=dict)
+    # say when a job replaces records of the same model and task with other inputs; off for
+    # tuning trials, which differ from each other by design
+    explain_changes: bool = True
 
 
 @dataclass
@@ -324,7 +327,7 @@ def run_grid(
             continue
         pending.append(job)
         key = (job.task, job.model)
-        if key not in explained:
+        if req.explain_changes and key not in explained:
             older = store.siblings(job)
             if older:
                 explained.add(key)

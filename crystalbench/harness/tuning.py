@@ -192,7 +192,8 @@ class TuneRequest:
             config[self.model] = {**(config.get(self.model) or {}), **params}
         return GridRequest(models=[self.model], tasks=[self.task], protocol=self.protocol, seeds=[self.seed],
                            folds=None if split_file else [self.fold], epochs=self.epochs, pooling=self.pooling,
-                           descriptors=self.descriptors, config=config, split_file=split_file)
+                           descriptors=self.descriptors, config=config, split_file=split_file,
+                           explain_changes=split_file is None)  # trials differ from each other by design
 
 
 @dataclass
@@ -206,6 +207,8 @@ class TuneSummary:
     metric: str
     final: ResultRecord | None
     errors: list[str] = field(default_factory=list)
+    trials_pruned: int = 0
+    trials_failed: int = 0
 
 
 def _single_job(reg: Registry, ctx: RunContext, req: GridRequest, workspace: Workspace) -> Job:
@@ -456,4 +459,7 @@ def tune(
         final.provenance["tuning"] = link
         store.write(final)
     atomic_write_json(folder / "best.json", {**link, "final_job_id": final_job.id})
-    return TuneSummary(folder, study_id, len(complete), ran, chosen, float(best.value or 0.0), metric, final, errors)
+    pruned = len([t for t in study.trials if t.state == States.PRUNED])
+    failed = len([t for t in study.trials if t.state == States.FAIL and t.params])
+    return TuneSummary(folder, study_id, len(complete), ran, chosen, float(best.value or 0.0), metric, final, errors,
+                       trials_pruned=pruned, trials_failed=failed)
