@@ -140,6 +140,26 @@ def test_per_atom_variants_are_consistent_and_physical(specs, ctx):
     assert 1.0 < np.median(u_per_3rt) < 1.3
 
 
+def test_phonon_labels_describe_the_cell_the_model_sees(specs, ctx):
+    """Per-cell U and Cv refer to the primitive cell: no structure is a supercell of its label's cell.
+
+    Petretto's file holds 12 of these materials in larger cells (BaO conventional, 8 sites; K2NaAlF6
+    a distorted 40-site supercell...); their Cv was then 8-50% of the Dulong-Petit bound, which no
+    soft ionic solid reaches at 300 K. Only diamond, with a Debye temperature of ~2200 K, sits below 30%.
+    """
+    cv = specs["phonon_cv"].load(ctx)
+    nsites = np.array([len(s) for s in cv.structures])
+    ratio = cv.targets / (3 * R_GAS * nsites)
+    sites = dict(zip(cv.ids, nsites))
+    assert (sites["mp-1342"], sites["mp-6586"], sites["mp-29678"]) == (2, 10, 4)  # BaO, K2NaAlF6, AgBiS2
+    low = {i for i, r in zip(cv.ids, ratio) if r < 0.3}
+    assert low == {"mp-66"}, low  # diamond
+    u = specs["phonon_u_per_atom"].load(ctx)
+    u_sites = np.array([len(s) for s in u.structures])
+    assert dict(zip(u.ids, u_sites)) == sites  # U and Cv tasks share the primitive structures
+    assert specs["phonon_cv"].version == specs["phonon_u"].version == "2"  # new data, new job ids
+
+
 def test_unphysical_elastic_entries_are_filtered_and_counted(specs, ctx):
     data = specs["poisson_ratio_trachote"].load(ctx)
     assert data.meta["entries_in_source"] == 1211

@@ -68,4 +68,5 @@ def test_each_raw_file_is_parsed_once_per_process(data_dir, tmp_path, monkeypatc
     task("phonon_cv").split_ids(ctx)
     K.load_collection(ctx, limit=10)
     assert reads == {"phonon_dielectric_mp.csv": 1, "cv_training.csv": 1, "cv_test.csv": 1}
-    assert len(list((tmp_path / "cache" / "tables").rglob("*.json"))) == 1  # one parsed table, shared
+    # one parsed table, shared, plus its primitive-cell view for the per-cell phonon labels
+    assert len(list((tmp_path / "cache" / "tables").rglob("*.json"))) == 2

@@ -11,7 +11,8 @@ physical filters. The selection is cheap and memoised per process, so
 `split_ids` never re-reads anything the load already read.
 
 * `phonon_u` / `phonon_cv` use the paper authors' own labels joined by mp-id
-  with the Petretto et al. structures, and carry the authors' train/test split
+  with the Petretto et al. structures in their primitive cells (the cell the
+  per-cell labels refer to; version 2), and carry the authors' train/test split
   (`split_ids`, protocol "file") besides the default random 60/20/20 split.
 * U, Cv and the magnetization also come per atom (paper Table 2).
 * `log_kappa` has labels but no structures offline: it stays registered,
@@ -134,7 +135,7 @@ def _nsites(table: S.Table) -> np.ndarray:
 def _gong_phonon(which: str, per_atom: bool) -> Builder:
     def build(ctx: RunContext) -> _Rows:
         labels, split = S.gong_labels(ctx, which)
-        table = S.table(ctx, "petretto")
+        table = S.petretto_primitive(ctx)  # the labels are per primitive cell
         where = {i: k for k, i in enumerate(table.ids)}
         membership: dict[str, str] = {}
         rows = _Rows(ids=[], values=[], structures=[], filters={}, total=len(labels), split=membership)
@@ -281,6 +282,7 @@ class _Prop:
     license: str
     description: str
     paper_split: bool = False
+    version: str = "1"  # TaskSpec.version: bump when the same files give other data
 
 
 _MP = ("mp_nostruct",) + S.MP_STRUCTURE_SOURCES
@@ -289,8 +291,10 @@ _ELASTIC_FILTERS = "Filters: K, G > 0, -1 < Poisson < 0.5, positive-definite ela
 
 
 def _p(name: str, target: str, unit: str, sources: tuple[str, ...], build: Builder, size: int,
-       source: str, license: str, description: str, *, extensive: bool = False, paper_split: bool = False) -> _Prop:
-    return _Prop(name, target, unit, extensive, sources, build, size, source, license, description, paper_split)
+       source: str, license: str, description: str, *, extensive: bool = False, paper_split: bool = False,
+       version: str = "1") -> _Prop:
+    return _Prop(name, target, unit, extensive, sources, build, size, source, license, description, paper_split,
+                 version)
 
 
 PROPERTY_TASKS: tuple[_Prop, ...] = (
@@ -306,17 +310,17 @@ PROPERTY_TASKS: tuple[_Prop, ...] = (
     _p("phonon_u", "phonon internal energy at 300 K (per cell)", "J/mol (per mole of cells)", ("gong_u", "petretto"),
        _gong_phonon("u", per_atom=False), 1503, _SRC_GONG, _LIC_GONG,
        "Paper property 3 with the authors' labels; split_ids gives their train/test split (protocol 'file').",
-       extensive=True, paper_split=True),
+       extensive=True, paper_split=True, version="2"),
     _p("phonon_u_per_atom", "phonon internal energy at 300 K per atom", "J/mol (per mole of atoms)",
        ("gong_u", "petretto"), _gong_phonon("u", per_atom=True), 1503, _SRC_GONG, _LIC_GONG,
-       "phonon_u divided by the number of sites (paper Table 2).", paper_split=True),
+       "phonon_u divided by the number of sites (paper Table 2).", paper_split=True, version="2"),
     _p("phonon_cv", "phonon heat capacity Cv at 300 K (per cell)", "J/(K mol) (per mole of cells)",
        ("gong_cv", "petretto"), _gong_phonon("cv", per_atom=False), 1503, _SRC_GONG, _LIC_GONG,
        "Paper property 4 with the authors' labels; split_ids gives their train/test split (protocol 'file').",
-       extensive=True, paper_split=True),
+       extensive=True, paper_split=True, version="2"),
     _p("phonon_cv_per_atom", "phonon heat capacity Cv at 300 K per atom", "J/(K mol) (per mole of atoms)",
        ("gong_cv", "petretto"), _gong_phonon("cv", per_atom=True), 1503, _SRC_GONG, _LIC_GONG,
-       "phonon_cv divided by the number of sites (paper Table 2).", paper_split=True),
+       "phonon_cv divided by the number of sites (paper Table 2).", paper_split=True, version="2"),
     _p("phonon_cv_alexandria", "phonon heat capacity Cv at 300 K (per cell)", "J/(K mol) (per mole of cells)",
        ("matcalc_phonon",), _alexandria_cv, 1170,
        "Alexandria PBE phonons of binaries via matcalc benchmark_data (2025)", _LIC_MATCALC,
@@ -442,6 +446,7 @@ def _spec(prop: _Prop) -> TaskSpec:
         protocol="paper",
         fractions=(0.6, 0.2, 0.2),
         split_ids=split_ids if prop.paper_split else None,
+        version=prop.version,
         size=prop.size,
         available=lambda ctx: all(p.is_file() for p in _files(prop, ctx.data_dir)),
         files=lambda ctx: _files(prop, ctx.data_dir),
