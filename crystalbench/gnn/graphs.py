@@ -380,7 +380,8 @@ class FlatGraphs:
         centers = self.local_centers[edge_idx] + shift
         neighbors = self.local_neighbors[edge_idx] + shift
         crystal = np.repeat(np.arange(len(sel)) - first_crystal[group_of], na)
-        parts = [self.numbers[atom_idx], crystal, centers, neighbors]
+        # every integer index of the call travels in one host->device copy
+        parts = [self.numbers[atom_idx], crystal, centers, neighbors, edge_idx, sel]
         if self.distance_id is not None:
             # per batch, its distinct lengths (rows of the data set's table) and each edge's row among them
             n_lengths = np.int64(max(1, int(self.distance_id.max(initial=0)) + 1))
@@ -393,12 +394,9 @@ class FlatGraphs:
         dev = self.device
         if dev.type != "cpu":
             ints = ints.pin_memory().to(dev, non_blocking=True)
-        numbers_t, crystal_t, centers_t, neighbors_t, *by_length = torch.split(ints, [len(p) for p in parts])
-        edge_t = torch.from_numpy(edge_idx)
-        sel_t = torch.from_numpy(sel)
-        if dev.type != "cpu":
-            edge_t = edge_t.pin_memory().to(dev, non_blocking=True)
-            sel_t = sel_t.pin_memory().to(dev, non_blocking=True)
+        numbers_t, crystal_t, centers_t, neighbors_t, edge_t, sel_t, *by_length = torch.split(
+            ints, [len(p) for p in parts]
+        )
         dist = self.distances.index_select(0, edge_t)
         efea, fea_index = None, None
         if self.edge_fea is not None and by_length:

@@ -43,12 +43,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import functools
 import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, Protocol, cast, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -441,15 +442,21 @@ def flush_denormal(device: torch.device) -> Iterator[None]:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD = -1, -3, 128 * 1024
 
 
-def _glibc_mallopt() -> Callable[[int, int], int] | None:
+@functools.cache
+def _glibc() -> Any:
+    """glibc (its `mallopt` and `malloc_trim`), or None on other platforms and C libraries."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        fn = ctypes.CDLL("libc.so.6").mallopt
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        libc.malloc_trim  # noqa: B018 - fail here, not on exit, when it is missing
     except (OSError, AttributeError):  # musl, or no glibc: nothing to tune
         return None
-    fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return cast(Callable[[int, int], int], fn)
+    return libc
+
+
+_reusing_depth = 0  # nested reuse_freed_memory blocks: only the outermost one restores glibc's defaults
 
 
 @contextlib.contextmanager
@@ -466,19 +473,23 @@ def reuse_freed_memory(device: torch.device) -> Iterator[None]:
     glibc's defaults afterwards (and memory above them trimmed back), so code
     run after training, e.g. another library's benchmark, gets the stock allocator.
     """
-    mallopt = _glibc_mallopt() if device.type == "cpu" else None
-    if mallopt is None:
+    global _reusing_depth
+    libc = _glibc() if device.type == "cpu" else None
+    if libc is None:
         yield
         return
-    mallopt(_M_MMAP_THRESHOLD, 256 * 2**20)
-    mallopt(_M_TRIM_THRESHOLD, 512 * 2**20)
+    if _reusing_depth == 0:
+        libc.mallopt(_M_MMAP_THRESHOLD, 256 * 2**20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 512 * 2**20)
+    _reusing_depth += 1
     try:
         yield
     finally:
-        mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
-        mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        _reusing_depth -= 1
+        if _reusing_depth == 0:
+            libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+            libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+            libc.malloc_trim(0)
 
 
 def _outputs(out: torch.Tensor, task_type: TaskType) -> torch.Tensor:
@@ -521,12 +532,12 @@ def _recalibrate_batchnorm(module: nn.Module, batches: Iterable[Any]) -> float:
     for bn, mom in zip(bns, momenta):
         bn.momentum = mom
     module.eval()
-    drift = 0.0
-    for bn, old in zip(bns, old_means):
-        if old is not None and bn.running_mean is not None and bn.running_var is not None:
-            z = (old - bn.running_mean).abs() / (bn.running_var + bn.eps).sqrt()
-            drift = max(drift, float(z.max()))  # a host synchronisation per layer, per recalibration only
-    return drift
+    shifts = [
+        ((old - bn.running_mean).abs() / (bn.running_var + bn.eps).sqrt()).max()
+        for bn, old in zip(bns, old_means)
+        if old is not None and bn.running_mean is not None and bn.running_var is not None
+    ]
+    return float(torch.stack(shifts).max()) if shifts else 0.0  # one host synchronisation per recalibration
 
 
 class _RecalibrationSchedule:
