@@ -264,8 +264,8 @@ def test_specs_and_lazy_imports():
     specs = {s.name: s for s in al.bench_models()}
     assert set(specs) == {"alignn", "de-alignn"}
     a, de = specs["alignn"], specs["de-alignn"]
-    assert a.accepts_features and a.classification and a.poolings == ("mean", "sum") and a.descriptors is None
-    assert de.descriptors == "gong29" and de.accepts_features and de.poolings == ("mean", "sum")
+    assert a.accepts_features and a.classification and a.poolings == ("mean", "sum", "atom-sum") and a.descriptors is None
+    assert de.descriptors == "gong29" and de.accepts_features and de.poolings == ("mean", "sum", "atom-sum")
     assert a.params is AlignnParams and de.params is DeAlignnParams and a.inputs == de.inputs == ()
     d, dd = a.default_params(), de.default_params()
     assert d["cutoff"] == 8.0 and d["max_neighbors"] == 12 and d["lr"] == 1e-3 and d["weight_decay"] == 1e-5

@@ -138,7 +138,7 @@ def test_plugin_module_does_not_import_torch_and_specs():
     assert specs["cgcnn"].descriptors is None and specs["de-cgcnn"].descriptors == "gong29"
     assert specs["de-cgcnn"].default_pooling == "mean" and specs["cgcnn"].default_pooling is None
     for s in specs.values():
-        assert s.accepts_features and s.classification and s.poolings == ("mean", "sum")
+        assert s.accepts_features and s.classification and s.poolings == ("mean", "sum", "atom-sum")
         assert s.params is CGCNNParams and s.inputs == ()
         d = s.default_params()
         assert d["atom_fea_len"] == 64 and d["n_conv"] == 3 and d["radius"] == 8.0 and d["lr"] == 1e-2

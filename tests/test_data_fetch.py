@@ -108,7 +108,7 @@ def test_unknown_task_and_patterns(web, tmp_path):
     code, out = bench("data", "fetch", "phonon_vc", "--data-dir", str(tmp_path))
     assert code == 2 and "error: unknown task 'phonon_vc'" in out and "phonon_cv" in out
     code, out = bench("data", "fetch", "chain1d_*", "--data-dir", str(tmp_path))
-    assert code == 0 and out.count(": present") == 4 and web.urls == []
+    assert code == 0 and out.count(": present") == 6 and web.urls == []  # 4 chain tasks + 2 mixed (Fig. S3)
 
 
 def test_status_on_an_empty_data_dir_gives_a_next_step_for_every_missing_task(tmp_path):

@@ -30,7 +30,7 @@ def test_every_model_has_documented_typed_params():
         for row_name, _typ, _default, doc in params_table(cls):
             assert doc, f"{name}: {row_name} has no doc"
         if spec.poolings:
-            assert field_choices(cls, "pooling") == ("mean", "sum") and "pooling" in spec.default_params()
+            assert field_choices(cls, "pooling") == spec.poolings and "pooling" in spec.default_params()
     assert dataclasses.fields(specs["dummy"].params) == ()
 
 

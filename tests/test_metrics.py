@@ -53,4 +53,4 @@ def test_aggregate_mean_std():
     agg = aggregate([{"mae": 1.0, "r2": None}, {"mae": 3.0, "r2": 0.5}])
     assert agg["mae"]["mean"] == pytest.approx(2.0)
     assert agg["mae"]["std"] == pytest.approx(math.sqrt(2.0))
-    assert agg["r2"] == {"mean": 0.5, "std": 0.0, "n": 1}
+    assert agg["r2"] == {"mean": 0.5, "std": 0.0, "std_ddof0": 0.0, "n": 1}

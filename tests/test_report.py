@@ -15,18 +15,19 @@ from crystalbench.harness.context import RunContext  # noqa: E402
 from crystalbench.harness.errors import CrystalbenchError  # noqa: E402
 from crystalbench.harness.registry import load_registry  # noqa: E402
 from crystalbench.harness.runner import GridRequest, run_grid  # noqa: E402
-from crystalbench.paper import PaperValue, compare, paper_values, render_markdown  # noqa: E402
+from crystalbench.paper import PaperValue, build_cells, compare, paper_values, render_markdown  # noqa: E402
 
 
-def test_shipped_values_hold_only_known_numbers():
+def test_every_shipped_value_is_a_cell_with_the_suites_pins():
+    reg = load_registry()
     values = paper_values()
-    known = {(v.table, v.task, v.model): v.value for v in values if v.value is not None}
-    assert known[("Table 1", "phonon_cv", "de-cgcnn")] == 0.058
-    assert known[("Table 1", "phonon_cv", "cgcnn")] == 0.759
-    assert known[("Matbench v0.1 leaderboard", "matbench_phonons", "alignn")] == 29.54
-    assert len(known) == 8  # 5 Cv values, 2 Matbench, 1 Fig. 3 claim: nothing invented
-    table1 = [v for v in values if v.table == "Table 1"]
-    assert len(table1) == 65 and sum(v.value is None for v in table1) == 60  # explicit gaps to fill
+    cells = build_cells(reg, values)
+    for v in values:
+        assert any(c.paper is v for c in cells), v
+    # Table 1's GNNs average (paper caption), so an extensive target pins mean pooling
+    [cv] = [c for c in cells if c.section == "Table 1" and c.task == "phonon_cv" and c.model == "cgcnn"
+            and c.protocol == "paper" and not c.tuned]
+    assert cv.pins == {"pooling": "mean"} and cv.paper is not None and cv.paper.value == 0.759
 
 
 @pytest.fixture
@@ -64,7 +65,10 @@ def test_claims_missing_values_and_escaping(results):
     assert rows[1].verdict == "paper value missing" and rows[2].verdict == "not run"
     text = render_markdown(rows)
     assert "toy \\| \\*row\\*" in text and "| toy | *row*" not in text
-    assert "sleepy" not in text and "sleepy" in render_markdown(rows, include_missing=True)
+    assert "sleepy" in text  # no printed value, but records: shown
+    assert "nosuchmodel" in text and "bench run -m nosuchmodel -t toy\\_cubic" in text
+    alone = compare(results, [_value("nosuchmodel", value=None)])
+    assert "nosuchmodel" not in render_markdown(alone) and "nosuchmodel" in render_markdown(alone, include_missing=True)
 
 
 def test_bad_values_file_is_one_error(tmp_path):
@@ -78,7 +82,9 @@ def test_bad_values_file_is_one_error(tmp_path):
 def test_cli_report_paper(results, tmp_path):
     out = CliRunner().invoke(cli, ["report", "paper", "--results-dir", str(results)])
     assert out.exit_code == 0, out.output
-    assert "| Table 1 | phonon\\_cv | de-cgcnn | mae\\_over\\_mad | 0.058 | – | – | 0 | not run |" in out.stdout
+    assert ("| C\\_v | de-cgcnn | mean pooling, 300 epochs, random split | mae\\_over\\_mad | 0.058 | – | – |"
+            in out.stdout)
+    assert "not run | bench run -m de-cgcnn -t phonon\\_cv |" in out.stdout
     j = CliRunner().invoke(cli, ["report", "paper", "--results-dir", str(results), "--json"])
-    rows = json.loads(j.stdout)
+    rows = json.loads(j.stdout)["rows"]
     assert {r["paper"] for r in rows if r["model"] == "cgcnn" and r["task"] == "matbench_phonons"} == {57.76}

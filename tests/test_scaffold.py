@@ -26,7 +26,7 @@ from crystalbench.cli.plugin import render
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "crystalbench-example"
 KINDS = {"model": "crystalbench-knnish", "task": "crystalbench-bondlengths", "descriptors": "crystalbench-neighbours"}
-SPEC = {"model": "knnish", "task": "bondlengths", "descriptors": "neighbours"}
+SPEC = {"model": "knnish-ridge", "task": "bondlengths", "descriptors": "neighbours"}  # a model is named as what it is
 MODULE = {"model": "model", "task": "task", "descriptors": "descriptors"}
 
 
@@ -81,7 +81,7 @@ def test_generated_plugins_run_through_bench(generated, tmp_path):
     header, _, *lines = p.stdout.splitlines()
     assert header.split()[:6] == ["name", "distribution", "version", "models", "tasks", "descriptors"]
     rows = {line.split()[0]: line for line in lines}
-    assert model in rows[model] and task in rows[task] and desc in rows[desc]  # what each provides, in the table
+    assert model in rows["knnish"] and task in rows[task] and desc in rows[desc]  # what each provides, in the table
     assert "(+" in rows["learnability"]  # long lists are shortened (all names in --json)
 
     data_dir = root / KINDS["task"] / "tests" / "data"
@@ -106,7 +106,8 @@ def test_generated_plugins_run_through_bench(generated, tmp_path):
     (["my plugin"], "not a valid package name"),
     (["crystal--bench"], "not a valid package name"),
     (["numpy"], "already importable"),
-    (["crystalbench-rf"], "a model named 'rf' is already provided"),
+    (["crystalbench-x", "--spec-name", "rf"], "a model named 'rf' is already provided"),
+    (["crystalbench-rf"], "a plugin named 'rf' is already installed"),
     (["crystalbench-chains", "--kind", "task", "--spec-name", "chain1d_short"], "already provided"),
     (["crystalbench-ok", "--spec-name", "a/b"], "is not allowed"),
 ])
@@ -127,7 +128,8 @@ def test_existing_folder_is_never_overwritten(tmp_path):
 
 
 def test_example_plugin_is_exactly_what_the_command_writes():
-    expected = render("model", "crystalbench-example", spec_name="ridge")
+    # `bench plugin new crystalbench-example --spec-name ridge --dir examples --crystalbench-source .` in the checkout
+    expected = render("model", "crystalbench-example", spec_name="ridge", crystalbench_source="../..")
     ignored = ("build", "__pycache__", ".pytest_cache", ".ruff_cache")
     actual = {
         str(p.relative_to(EXAMPLE)): p.read_text() for p in EXAMPLE.rglob("*")

@@ -34,7 +34,8 @@ def test_paper_split_fractions_and_seed():
     _check_partition(f1, 100)
     assert np.array_equal(f1.test, f2.test) and not np.array_equal(f1.test, f3.test)
     g = make_folds(_task(), data, "paper", seed=3, needs_validation=False)[0]
-    assert (len(g.train), len(g.val), len(g.test)) == (80, 0, 20)  # 60/20/20, val merged into train
+    # 60/20/20: a model without validation trains on the same 60 rows; the 20 validation rows go unused
+    assert (len(g.train), len(g.val), len(g.test)) == (60, 0, 20) and g.validation == "unused"
 
 
 def test_matbench_protocol_reproduces_official_folds(data_dir):

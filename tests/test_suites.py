@@ -19,6 +19,7 @@ from crystalbench.harness.runner import plan_grid  # noqa: E402
 from crystalbench.harness.specs import SuiteEntry, SuiteSpec  # noqa: E402
 from crystalbench.harness.stages import Workspace  # noqa: E402
 from crystalbench.harness.suites import SuiteFilter, suite_plan, suite_requests  # noqa: E402
+from crystalbench.plugins.suites import SUM_POOLING  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +38,8 @@ def keys(reg, name, **flt):
 
 def test_builtin_suites_expand_to_documented_job_counts(builtin):
     counts = {name: len(suite_plan(builtin, s)) for name, s in builtin.suites.items()}
-    assert counts == {"paper-table1": 65, "paper-table2": 18, "paper-fig2": 87, "paper-fig3": 10,
-                      "matbench-phonons": 30}
+    assert counts == {"paper-table1": 65, "paper-tables1": 13, "paper-table2": 36, "paper-fig2": 83, "paper-fig3": 14,
+                      "paper-fig3-mp": 19, "paper-figs2": 16, "matbench-phonons": 30}
 
 
 def test_table1_members(builtin):
@@ -52,9 +53,10 @@ def test_table2_pooling_and_per_atom_variants(builtin):
     plan = suite_plan(builtin, builtin.suite("paper-table2"))
     by = {(p.model, p.task, p.label): p.params["pooling"] for p in plan}
     assert by[("cgcnn", "phonon_u", "per-cell target, mean pooling")] == "mean"
-    assert by[("cgcnn", "phonon_u", "per-cell target, sum pooling")] == "sum"
+    assert by[("cgcnn", "phonon_u", "per-cell target, sum pooling")] == "atom-sum"
     assert by[("alignn", "magnetization_per_atom", "per-atom target, mean pooling")] == "mean"
-    assert {p.model for p in plan} == {"cgcnn", "alignn"}
+    assert by[("de-alignn", "magnetization_per_cell", "per-cell target, sum pooling")] == SUM_POOLING
+    assert {p.model for p in plan} == {"cgcnn", "de-cgcnn", "alignn", "de-alignn"}
 
 
 def test_fig3_variants_change_the_right_hyperparameters(builtin):
@@ -62,9 +64,10 @@ def test_fig3_variants_change_the_right_hyperparameters(builtin):
     assert plan[("chain1d_short", "18 neighbours within 12 A")]["max_neighbors"] == 18
     assert plan[("chain1d_short", "18 neighbours within 12 A")]["radius"] == 12.0
     assert plan[("chain1d_long", "8 conv layers")]["n_conv"] == 8
-    assert plan[("chain1d_long", "sum pooling")]["pooling"] == "sum"
+    assert plan[("chain1d_long", "sum pooling")]["pooling"] == SUM_POOLING
     assert plan[("chain1d_short", "default")]["n_conv"] != 8
     assert ("chain1d_short_double", "double chains") in plan
+    assert ("chain1d_long_mixed", "mixed single + double chains, sum pooling") in plan
 
 
 def test_fig2_and_matbench(builtin):

@@ -279,3 +279,50 @@ def test_check_registered():
         check_registered("not-installed")
     with pytest.raises(AssertionError, match="does not provide model 'rf'"):
         check_registered("dummy", models=["rf"])
+
+
+# -- issue #21 item 1: one way to get compositions, and the kit runs every input kind ---------------
+class ByFormula(Mean):
+    """A composition model as docs/plugins.md writes one: mean training target per reduced formula."""
+
+    def fit(self, train, val, *, seed, progress):
+        super().fit(train, val, seed=seed, progress=progress)
+        table: dict[str, list[float]] = {}
+        for comp, y in zip(train.compositions, train.targets):
+            table.setdefault(comp.reduced_formula, []).append(float(y))
+        self.table = {k: float(np.mean(v)) for k, v in table.items()}
+
+    def predict(self, data):
+        return np.array([self.table.get(c.reduced_formula, self.mean) for c in data.compositions])
+
+
+class CompositionOnlyData(ByFormula):
+    """Works on composition-only data and breaks on structure tasks, as a model written to today's kit could."""
+
+    def fit(self, train, val, *, seed, progress):
+        if train.structures is not None:
+            raise TypeError("'NoneType' object is not iterable")
+        super().fit(train, val, seed=seed, progress=progress)
+
+
+def test_every_dataset_has_compositions():
+    data = toy_dataset(12)
+    assert data.compositions is not None
+    assert [c.reduced_formula for c in data.compositions] == [s.composition.reduced_formula for s in data.structures]
+    assert data.subset([3, 1]).compositions == (data.compositions[3], data.compositions[1])
+    with pytest.warns(DeprecationWarning, match="use Dataset.compositions"):
+        assert data.composition_list == data.compositions
+
+
+def test_a_composition_model_is_checked_on_structure_and_composition_data():
+    spec = ModelSpec(name="by-formula", factory=ByFormula, needs="composition", needs_validation=False)
+    report = check_model(spec)
+    assert set(report.by_input) == {"structure", "composition"}
+    assert report.by_input["structure"].task == "kit_toy"
+    assert all(r.metrics["mae_over_mad"] < 0.5 for r in report.by_input.values())
+
+
+def test_a_composition_model_that_breaks_on_structure_tasks_fails_the_kit():
+    spec = ModelSpec(name="comp-only", factory=CompositionOnlyData, needs="composition", needs_validation=False)
+    with pytest.raises(AssertionError, match=r"failed on the kit's kit_toy task \(160 crystal structures"):
+        check_model(spec)

@@ -13,6 +13,7 @@ from ..harness import paths
 from ..harness.context import RunContext
 from ..harness.errors import CrystalbenchError
 from ..harness.specs import TaskSpec
+from ..harness.store import check_output_file, output_errors, probe_writable
 from .listing import available
 from .main import CONTEXT, cli, make_context, registry
 
@@ -140,8 +141,14 @@ def data_fetch(ctx: click.Context, tasks: tuple[str, ...], data_dir: Path | None
     names = _expand(tasks, list(reg.tasks))
     offline = settings.offline(run)
     incomplete: list[str] = []
+    plans = {name: plan_fetch(reg.tasks[name], run) for name in names}
+    dests = {rf.dest.parent for plan in plans.values() for rf in plan.downloads}
+    if dests:  # before any download: a read-only data directory is one line, not a traceback after it
+        probe_writable(run.data_dir, "data directory")
+        for folder in sorted(d for d in dests if d.is_dir() and d != run.data_dir):  # never creates folders
+            probe_writable(folder, "data directory")
     for name in names:
-        plan = plan_fetch(reg.tasks[name], run)
+        plan = plans[name]
         if plan.present:
             click.echo(f"{name}: present")
             continue
@@ -153,7 +160,8 @@ def data_fetch(ctx: click.Context, tasks: tuple[str, ...], data_dir: Path | None
                 failed = True
                 continue
             try:
-                fetched = sources.fetch_file(rf)
+                with output_errors("into the data directory:", rf.dest):
+                    fetched = sources.fetch_file(rf)
             except CrystalbenchError as exc:
                 click.echo(f"{name}: {exc}", err=True)
                 failed = True
@@ -207,6 +215,7 @@ def featurize(ctx: click.Context, descriptors: str, task: str | None, data_path:
 
     if Path(out).is_dir():
         raise CrystalbenchError(f"--out {out} is a directory; give a file name such as {Path(out) / 'features.csv'}")
+    check_output_file(out, option="--out")
     run = make_context(data_dir=data_dir, cache_dir=cache_dir, jobs=jobs, progress=True)
     reg = registry(ctx, run)
     spec = reg.descriptor(descriptors)
@@ -219,8 +228,6 @@ def featurize(ctx: click.Context, descriptors: str, task: str | None, data_path:
 
         assert data_path is not None
         dataset = load_user_dataset(data_path, run, target=None, structure_column=structure_column)
-    try:
+    with output_errors("--out", out):
         path = export_table(spec, dataset, out, run)
-    except OSError as exc:
-        raise CrystalbenchError(f"cannot write {out}: {exc.strerror or exc}") from None
     click.echo(f"wrote {path} ({len(dataset)} rows x {len(spec.feature_names)} descriptors)", err=True)

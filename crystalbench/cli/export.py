@@ -8,6 +8,7 @@ import click
 
 from ..harness.errors import CrystalbenchError
 from ..harness.paths import DEFAULT_RESULTS_DIR
+from ..harness.store import check_output_file, output_errors
 from .main import CONTEXT, cli, make_context, registry
 
 
@@ -44,6 +45,7 @@ def export_matbench(ctx: click.Context, results_dir: Path, model: str, tasks: tu
         raise CrystalbenchError(f"results directory {results_dir} does not exist")
     if Path(out).is_dir():
         raise CrystalbenchError(f"--out {out} is a directory; give a file name such as {Path(out) / 'results.json.gz'}")
+    check_output_file(out, option="--out", reads=[results_dir])  # before the (slow) checks, never onto a record
     run = make_context(data_dir=data_dir)
     reg = registry(ctx, run)
     store = ResultStore(Path(results_dir))
@@ -61,9 +63,7 @@ def export_matbench(ctx: click.Context, results_dir: Path, model: str, tasks: tu
             if problem:
                 raise CrystalbenchError(f"{et.task} fold {rec.fold}: {problem}")
     doc = benchmark_document(selected)
-    try:
+    with output_errors("--out", out):
         path = write_benchmark(doc, out)
-    except OSError as exc:
-        raise CrystalbenchError(f"cannot write {out}: {exc.strerror or exc}") from None
     summary = ", ".join(f"{et.task} (seed {et.seed})" for et in selected)
     click.echo(f"wrote {path}: {model} on {summary}, 5 folds each", err=True)

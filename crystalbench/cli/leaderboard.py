@@ -8,6 +8,7 @@ import click
 
 from ..harness.errors import CrystalbenchError
 from ..harness.paths import DEFAULT_RESULTS_DIR
+from ..harness.store import check_output_dir, check_output_file, output_errors
 from .main import CONTEXT, cli, registry
 
 DEFAULT_OUT = Path("leaderboard/LEADERBOARD.md")
@@ -46,9 +47,12 @@ def leaderboard_build(ctx: click.Context, results_dir: Path, out: Path | None, h
         out = DEFAULT_OUT
     if out is not None and Path(out).is_dir():
         raise CrystalbenchError(f"--out {out} is a directory; give a file name such as {Path(out) / 'LEADERBOARD.md'}")
+    if out is not None:  # never onto a record, never a .json into the records it reads
+        check_output_file(out, option="--out", reads=[results_dir])
     if html_dir is not None:
         from ..leaderboard.html import check_site_dir
 
+        check_output_dir(html_dir, option="--html", reads=[results_dir])  # a rebuild must not replace its input
         check_site_dir(html_dir)
     # units and model references come from the installed plugins, never from a (possibly crafted) results file
     reg = registry(ctx)
@@ -58,7 +62,8 @@ def leaderboard_build(ctx: click.Context, results_dir: Path, out: Path | None, h
         why = why.replace(f"{p}: ", "")
         click.echo(f"warning: skipped invalid result file {p}: {why}", err=True)
     if out is not None:
-        path, _ = build_leaderboard(results_dir, out, title=title, summary=summary)
+        with output_errors("--out", out):
+            path, _ = build_leaderboard(results_dir, out, title=title, summary=summary)
         click.echo(f"wrote {path}", err=True)
     if html_dir is not None:
         from ..leaderboard.html import build_site
@@ -68,5 +73,6 @@ def leaderboard_build(ctx: click.Context, results_dir: Path, out: Path | None, h
                   for name, spec in reg.models.items()}
         if not no_plots and (reason := unavailable()):
             click.echo(f"warning: the site has no plots: {reason}", err=True)
-        index = build_site(summary, html_dir, title=title, models=models, with_plots=not no_plots)
+        with output_errors("--html", html_dir):
+            index = build_site(summary, html_dir, title=title, models=models, with_plots=not no_plots)
         click.echo(f"wrote {index} (open it in a browser; the directory is self-contained)", err=True)

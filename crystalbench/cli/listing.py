@@ -37,7 +37,8 @@ def list_models(ctx: click.Context, as_json: bool) -> None:
             "name": name, "plugin": reg.owner[("model", name)], "needs": s.needs,
             "descriptors": s.descriptors or "", "pooling": "/".join(s.poolings),
             "classification": s.classification, "hybridizable": s.accepts_features,
-            "inputs": list(s.inputs), "description": s.description, "defaults": s.default_params(),
+            "inputs": list(s.inputs), "description": s.description, "reference": s.reference,
+            "defaults": s.default_params(),
         })
     print_rows(rows, as_json, ["name", "plugin", "needs", "descriptors", "pooling", "description"])
 
@@ -47,7 +48,7 @@ def list_models(ctx: click.Context, as_json: bool) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path))
 @click.pass_context
 def list_tasks(ctx: click.Context, as_json: bool, data_dir: Path | None) -> None:
-    """Tasks with size, target, unit, type and whether their data is here."""
+    """Tasks with size, target, unit, type, whether their data is here and their licence."""
     run = make_context(data_dir=data_dir)
     reg = registry(ctx, run)
     rows: list[dict[str, Any]] = []
@@ -57,8 +58,13 @@ def list_tasks(ctx: click.Context, as_json: bool, data_dir: Path | None) -> None
             "type": t.task_type, "extensive": t.extensive, "protocol": t.protocol, "available": available(t, run),
             "provides": t.provides, "leaks": list(t.leaks),
             "source": t.source, "license": t.license, "description": t.description,
+            "source_short": t.source_short, "data_relation": t.data_relation, "paper_count": t.paper_count,
+            "paper_data": t.paper_data,
         })
-    print_rows(rows, as_json, ["name", "group", "size", "target", "unit", "type", "protocol", "available"])
+    # the table shows the short source and the paper's sample count beside ours (--json: both sources, the note)
+    table = rows if as_json else [{**r, "source": r["source_short"] or r["source"]} for r in rows]
+    print_rows(table, as_json, ["name", "group", "size", "paper_count", "data_relation", "source", "target", "unit",
+                                "type", "protocol", "available", "license"])
 
 
 @list_.command("descriptors")

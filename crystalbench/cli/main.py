@@ -14,6 +14,7 @@ from ..harness import paths
 from ..harness.context import RunContext, configure_logging
 from ..harness.errors import CrystalbenchError
 from ..harness.registry import Registry, load_registry, warn_problems
+from ..harness.store import describe_oserror, probe_writable
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -39,7 +40,8 @@ def make_context(
     try:
         cdir = paths.cache_dir(cache_dir)
     except OSError as exc:
-        raise CrystalbenchError(f"cache directory {cache_dir or '(default)'}: {exc.strerror or exc}") from None
+        raise CrystalbenchError(f"cache directory {cache_dir or '(default)'}: {describe_oserror(exc)}") from None
+    probe_writable(cdir, "--cache-dir" if cache_dir is not None else "cache directory")  # read-only: one line now
     return RunContext(
         data_dir=paths.data_dir(data_dir),
         cache_dir=cdir,
@@ -72,13 +74,18 @@ def print_rows(rows: list[dict[str, Any]], as_json: bool, headers: list[str]) ->
 
 
 class Group(click.Group):
-    """Turns CrystalbenchError into a one-line message instead of a traceback."""
+    """Turns CrystalbenchError (and an unforeseen OSError: disk full, read-only file system) into a one-line
+    message instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except CrystalbenchError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except OSError as exc:  # a file system refusal no check foresaw: still one line naming the file
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{describe_oserror(exc)}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("\ninterrupted: finished jobs are saved; run the same command again to resume.", err=True)

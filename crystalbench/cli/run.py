@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -14,9 +15,12 @@ import click
 
 from ..harness.errors import CrystalbenchError
 from ..harness.metrics import metrics_for
+from ..harness.params import POOLING_CHOICES
 from ..harness.paths import DEFAULT_RESULTS_DIR
 from ..harness.record import ResultRecord
-from .main import CONTEXT, cli, make_context, registry
+from .main import CONTEXT, cli, make_context, print_rows, registry
+
+_DEVICE = re.compile(r"(cpu|cuda|mps|xpu)(:[0-9]+)?")
 
 
 def _parse_folds(text: str | None) -> list[int] | None:
@@ -115,8 +119,9 @@ def _merge(summary: Any, more: Any) -> None:
 @click.option("--seed", "seeds", multiple=True, type=int, help="Seed (repeatable; default 0). Sets split and init.")
 @click.option("--folds", metavar="0,2", help="Only these fold indices (default: all folds of the protocol).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the number of training epochs of every model that has one.")
-@click.option("--pooling", type=click.Choice(["mean", "sum"]),
-              help="GNN readout (default: sum for extensive targets, mean otherwise; de-* hybrids: mean).")
+@click.option("--pooling", type=click.Choice(list(POOLING_CHOICES)),
+              help="GNN readout; atom-sum: output network per atom, then summed (paper eq. 13) "
+              "(default: sum for extensive targets, mean otherwise; de-* hybrids: mean).")
 @click.option("--descriptors", metavar="NAME",
               help="Attach this descriptor set as extra features (hybridizes models that accept them).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for GNNs, e.g. cuda (part of a job's identity).")
@@ -132,7 +137,8 @@ def _merge(summary: Any, more: Any) -> None:
 @click.option("--executor", "executor_name", default="local", show_default=True, metavar="NAME",
               help="How jobs run: local (this machine) or ray (a local Ray instance or a cluster), or a plugin's.")
 @click.option("--workers", type=int, metavar="N",
-              help="local: run jobs in N worker processes (default 1: in this process). "
+              help="local: run jobs in N worker processes (default 1: one at a time, each in a child process "
+                   "forked from this one; in this process with --debug). "
                    "ray without --ray-address: CPUs of the local Ray instance (default: all cores).")
 @click.option("--ray-address", metavar="ADDRESS",
               help="ray: join a running cluster ('auto' on a cluster node, or ray://host:10001); "
@@ -147,6 +153,9 @@ def _merge(summary: Any, more: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON record summary per finished job on stdout.")
 @click.option("--no-progress", is_flag=True, help="Hide progress (bars on a terminal, periodic lines elsewhere).")
 @click.option("--debug", is_flag=True, help="Stop at the first failing job and print its traceback.")
+@click.option("--dry-run", is_flag=True,
+              help="Only list the jobs with their settings (pooling, epochs, every parameter with --json); "
+                   "loads no data, runs and writes nothing.")
 @click.pass_context
 def run(ctx: click.Context, models: tuple[str, ...], suite: str | None, tasks: tuple[str, ...], data_path: Path | None,
         target: str | None, structure_column: str | None, id_column: str | None, classification: bool,
@@ -155,7 +164,7 @@ def run(ctx: click.Context, models: tuple[str, ...], suite: str | None, tasks: t
         results_dir: Path, data_dir: Path | None, cache_dir: Path | None, jobs: int | None, threads: int,
         executor_name: str, workers: int | None, ray_address: str | None, cpus_per_job: float | None,
         gpus_per_job: float | None, retries: int, rerun: bool, as_json: bool, no_progress: bool,
-        debug: bool) -> None:
+        debug: bool, dry_run: bool) -> None:
     """Run models on tasks; every finished job is saved, re-runs resume.
 
     A job is identified by everything that determines its result: model and
@@ -177,8 +186,7 @@ def run(ctx: click.Context, models: tuple[str, ...], suite: str | None, tasks: t
     no finished job and the same command resumes it.
     """
     from ..harness.executors.base import TaskRecipe
-    from ..harness.executors.local import SequentialExecutor
-    from ..harness.runner import GridRequest, run_grid
+    from ..harness.runner import GridRequest, check_seeds, epochs_note, run_grid
 
     run_ctx = make_context(data_dir=data_dir, cache_dir=cache_dir, results_dir=results_dir, jobs=jobs,
                            threads=threads, device=device, progress=not no_progress and not as_json, debug=debug)
@@ -197,6 +205,9 @@ def run(ctx: click.Context, models: tuple[str, ...], suite: str | None, tasks: t
         raise CrystalbenchError("no task given: use -t NAME or --data PATH (see `bench list tasks`)")
     for m in models:
         reg.model(m)
+    check_seeds(seeds)
+    if not _DEVICE.fullmatch(device):  # else every job fails the same way, or a CPU model records it silently
+        raise CrystalbenchError(f"--device {device!r}: use cpu, cuda or cuda:N (or mps, xpu)")
     if descriptors:
         reg.descriptor(descriptors)
     config = _load_config(config_path)
@@ -218,9 +229,10 @@ def run(ctx: click.Context, models: tuple[str, ...], suite: str | None, tasks: t
         from ..harness.suites import SuiteFilter, suite_requests
 
         chosen_folds = _parse_folds(folds)
-        reqs = suite_requests(reg, reg.suite(suite), SuiteFilter(
+        flt = SuiteFilter(
             models=models, tasks=tasks, seeds=seeds, folds=tuple(chosen_folds) if chosen_folds is not None else None,
-            epochs=epochs))
+            epochs=epochs)
+        reqs = suite_requests(reg, reg.suite(suite), flt)
         for r in reqs:
             r.rerun = rerun
     req = GridRequest(
@@ -228,6 +240,15 @@ def run(ctx: click.Context, models: tuple[str, ...], suite: str | None, tasks: t
         folds=_parse_folds(folds), epochs=epochs, pooling=pooling, descriptors=descriptors, config=config,
         split_file=split_file, rerun=rerun, extra_tasks=extra, task_recipes=recipes,
     )
+    note = epochs_note(reg, [m for r in reqs or [req] for m in r.models], epochs)
+    if note:
+        run_ctx.reporter.note(note)
+    if dry_run:  # the plan only, from the same planner rules: nothing is loaded, run or written
+        from ..harness.suites import PLAN_COLUMNS, plan_rows, request_plan, suite_plan
+
+        print_rows(plan_rows(suite_plan(reg, reg.suite(suite), flt) if suite else request_plan(reg, req)),
+                   as_json, PLAN_COLUMNS)
+        return
 
     json_out = sys.stdout
 
@@ -243,10 +264,9 @@ def run(ctx: click.Context, models: tuple[str, ...], suite: str | None, tasks: t
             run_ctx.reporter.info(f"{mark} {rec.model} · {rec.task} · fold {rec.fold} · seed {rec.seed}: {metric_line(rec)}")
 
     try:
-        # with --json, stdout holds only the summaries: what workers print (Ray forwards their output and its
-        # own messages to this process's stdout) goes to stderr
-        in_process = isinstance(executor, SequentialExecutor)
-        with contextlib.redirect_stdout(sys.stderr) if as_json and not in_process else contextlib.nullcontext():
+        # with --json, stdout holds only the summaries: what plugins and workers print (Ray forwards their
+        # output and its own messages to this process's stdout) goes to stderr
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
             if not suite:
                 summary = run_grid(reg, run_ctx, req, on_record=emit, executor=executor, retries=retries)
             else:  # one grid per suite entry, each planned like -m/-t, each with a fresh executor

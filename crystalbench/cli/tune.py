@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..harness.errors import CrystalbenchError
+from ..harness.params import POOLING_CHOICES
 from ..harness.paths import DEFAULT_RESULTS_DIR
 from ..harness.record import ResultRecord
 from .main import CONTEXT, cli, make_context, registry
@@ -30,7 +31,7 @@ from .run import _load_config, _make_executor, metric_line
 @click.option("--fold", type=click.IntRange(min=0), default=0, show_default=True,
               help="Fold to tune on and to test the chosen parameters on.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the epochs of every trial and of the final run.")
-@click.option("--pooling", type=click.Choice(["mean", "sum"]), help="GNN readout, as in bench run.")
+@click.option("--pooling", type=click.Choice(list(POOLING_CHOICES)), help="GNN readout, as in bench run.")
 @click.option("--descriptors", metavar="NAME", help="Attach this descriptor set, as in bench run.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="TOML of fixed hyperparameters (the searched ones come from --space).")

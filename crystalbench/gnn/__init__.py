@@ -6,6 +6,7 @@ What a GNN plugin imports::
     from crystalbench.gnn import GraphKind, GraphStore, graph_store             # cache your own graph type
     from crystalbench.gnn import atom_feature_table, check_elements             # the one atom-feature table
     from crystalbench.gnn import FeatureInput, MLPHead, pool_atoms              # readout, descriptor hybrids
+    from crystalbench.gnn import POOLINGS, atom_sum_readout, atom_sum_shift     # the per-atom readout (eq. 13)
     from crystalbench.gnn import TrainConfig, fit_torch, predict_torch          # the shared training loop
     from crystalbench.gnn import param, check_training                          # typed hyperparameters
 
@@ -38,8 +39,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         model_graph_store,
         structure_graph,
     )
-    from .heads import FeatureInput, MLPHead, pool_atoms
-    from .params import check_positive, check_training, param, params_of
+    from .heads import FeatureInput, MLPHead, atom_sum_readout, atom_sum_shift, pool_atoms
+    from .params import POOLINGS, check_positive, check_training, param, params_of
     from .trainer import (
         FitResult,
         NonFiniteLossError,
@@ -63,8 +64,8 @@ _EXPORTS: dict[str, str] = {
         ),
         "graphs",
     ),
-    **dict.fromkeys(("FeatureInput", "MLPHead", "pool_atoms"), "heads"),
-    **dict.fromkeys(("check_positive", "check_training", "param", "params_of"), "params"),
+    **dict.fromkeys(("FeatureInput", "MLPHead", "atom_sum_readout", "atom_sum_shift", "pool_atoms"), "heads"),
+    **dict.fromkeys(("POOLINGS", "check_positive", "check_training", "param", "params_of"), "params"),
     **dict.fromkeys(
         (
             "FitResult", "NonFiniteLossError", "TargetScaler", "TrainConfig", "deterministic", "fit_torch",
@@ -88,9 +89,12 @@ __all__ = [
     "MAX_Z",
     "MLPHead",
     "NonFiniteLossError",
+    "POOLINGS",
     "TargetScaler",
     "TrainConfig",
     "atom_feature_table",
+    "atom_sum_readout",
+    "atom_sum_shift",
     "build_graphs",
     "check_elements",
     "check_positive",

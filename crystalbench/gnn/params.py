@@ -6,7 +6,7 @@ whose fields carry their documentation::
     @dataclass(frozen=True)
     class MyParams:
         epochs: int = param(300, "maximum training epochs")
-        pooling: Literal["mean", "sum"] = param("mean", "readout over atoms")
+        pooling: Literal["mean", "sum", "atom-sum"] = param("mean", "readout over atoms")
 
         def __post_init__(self) -> None:
             check_training(self)
@@ -20,14 +20,18 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from crystalbench.harness.params import resolve_params
+from crystalbench.harness.params import POOLING_CHOICES, resolve_params
 
 if TYPE_CHECKING:  # pragma: no cover
     from crystalbench.harness.specs import ModelContext
 
-__all__ = ["param", "params_of", "check_training", "check_positive"]
+__all__ = ["param", "params_of", "check_training", "check_positive", "POOLINGS"]
 
 T = TypeVar("T")
+
+# The GNN readouts (`crystalbench.gnn.heads`): mean or sum of the atom vectors before the output network, or
+# "atom-sum", the paper's eq. 13 (output network per atom, then summed). Torch-free, for `ModelSpec.poolings`.
+POOLINGS: tuple[str, ...] = POOLING_CHOICES
 
 
 def param(default: T, doc: str) -> T:

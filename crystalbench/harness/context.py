@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -72,41 +72,66 @@ class Progress:
     """A progress display: tqdm on a terminal, periodic one-line log messages otherwise.
 
     Off a TTY a line like ``train cgcnn: 40/300 epochs (13%), 12.1 s elapsed, ETA 79 s``
-    is logged at most every `interval` seconds, plus one at the end.
+    is logged at most every `interval` seconds, plus one at the end (never the same line
+    twice). The ETA is elapsed time per item x items left, unless an `eta` estimator is
+    given (a grid's jobs: per model, see `runner._Eta`); None from it shows no ETA.
     """
 
-    def __init__(self, total: int | None, desc: str, *, enabled: bool, unit: str = "it", interval: float = 30.0) -> None:
+    def __init__(self, total: int | None, desc: str, *, enabled: bool, unit: str = "it", interval: float = 30.0,
+                 eta: Callable[[], float | None] | None = None) -> None:
         self.total, self.desc, self.unit, self.interval = total, desc, unit, interval
         self.enabled = enabled
         self.n = 0
         self.postfix = ""
+        self.eta = eta
         self._t0 = self._last = time.monotonic()
+        self._logged: tuple[int, str] | None = None
         self._bar: Any = None
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
+            # with an `eta` estimator, tqdm's own ETA (elapsed per item x items left) is left out: wrong
+            # as soon as the items differ in cost (a GNN job after dummy ones); the estimate goes in the postfix
+            fmt = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]" if eta else None
+            self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, bar_format=fmt)
 
     def update(self, n: int = 1, postfix: str | None = None) -> None:
         self.n += n
         if postfix is not None:
             self.postfix = postfix
         if self._bar is not None:
-            if postfix is not None:
-                self._bar.set_postfix_str(postfix, refresh=False)
+            if postfix is not None or (self.eta is not None and n):
+                self._bar.set_postfix_str(self._bar_postfix(), refresh=False)
             self._bar.update(n)
             return
         now = time.monotonic()
         if self.enabled and now - self._last >= self.interval:
             self._last = now
+            self._log()
+
+    def _bar_postfix(self) -> str:
+        remaining = self.eta() if self.eta is not None and self.n != self.total else None
+        return ", ".join(x for x in (self.postfix, f"ETA {remaining:.0f} s" if remaining is not None else "") if x)
+
+    def _log(self) -> None:
+        """Log the progress line, but not twice for the same count (the last update, then `close`)."""
+        if self._logged != (self.n, self.postfix):
+            self._logged = (self.n, self.postfix)
             log.info(self.line())
+
+    def _remaining(self, elapsed: float) -> float | None:
+        if not self.total or not self.n or self.n >= self.total:
+            return None
+        if self.eta is not None:
+            return self.eta()
+        return elapsed / self.n * (self.total - self.n)
 
     def line(self) -> str:
         elapsed = time.monotonic() - self._t0
         if self.total:
             pct = 100.0 * self.n / self.total
-            eta = elapsed / self.n * (self.total - self.n) if self.n else float("nan")
-            eta_s = f", ETA {eta:.0f} s" if self.n and self.n < self.total else ""
+            eta = self._remaining(elapsed)
+            eta_s = f", ETA {eta:.0f} s" if eta is not None else ""
             text = f"{self.desc}: {self.n}/{self.total} {self.unit} ({pct:.0f}%), {elapsed:.1f} s elapsed{eta_s}"
         else:
             text = f"{self.desc}: {self.n} {self.unit}, {elapsed:.1f} s elapsed"
@@ -117,7 +142,7 @@ class Progress:
             self._bar.close()
             self._bar = None
         elif self.enabled and time.monotonic() - self._t0 >= self.interval:
-            log.info(self.line())
+            self._log()
 
     def __enter__(self) -> Progress:
         return self
@@ -184,8 +209,10 @@ class RunContext:
         """The cache `Store` of one family under this context's cache_dir."""
         return Store(self.cache_dir, namespace, version)
 
-    def progress_bar(self, total: int | None, desc: str, unit: str = "it") -> Progress:
-        return Progress(total, desc, enabled=self.progress, unit=unit)
+    def progress_bar(self, total: int | None, desc: str, unit: str = "it",
+                     eta: Callable[[], float | None] | None = None) -> Progress:
+        """A `Progress` display; `eta` estimates the seconds left (None: unknown) when items differ in cost."""
+        return Progress(total, desc, enabled=self.progress, unit=unit, eta=eta)
 
     def with_(self, **changes: Any) -> RunContext:
         return replace(self, **changes)

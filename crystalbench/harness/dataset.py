@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -47,7 +48,11 @@ class Dataset:
     ids: unique sample ids (Matbench ids, mp-ids, ...), kept in results.
     targets: float array (regression) or int class indices (classification).
     structures: pymatgen Structures, or None for composition-only data.
-    compositions: pymatgen Compositions; derived from structures when absent.
+    compositions: pymatgen Compositions, one per sample, on *every* dataset:
+        give them for composition-only data; when structures are given they
+        are derived from them (``s.composition``) at construction, so a
+        composition model reads ``data.compositions`` whatever the task
+        provides. ``structures is None`` is what marks composition-only data.
     features / feature_names: extra per-sample columns (n, d), e.g. descriptors.
     classes: class labels for classification (targets index into it).
     """
@@ -69,6 +74,10 @@ class Dataset:
             object.__setattr__(self, "structures", tuple(self.structures))
         if self.compositions is not None:
             object.__setattr__(self, "compositions", tuple(self.compositions))
+        elif self.structures is not None:
+            # derived here rather than on first use: a composition model written against the docs
+            # reads `data.compositions` and must not meet None on a structure task (~5 us a structure)
+            object.__setattr__(self, "compositions", tuple(s.composition for s in self.structures))
         n = len(self.ids)
         if len(self.targets) != n:
             raise BadInputError(f"dataset {self.name!r}: {n} ids but {len(self.targets)} targets")
@@ -100,13 +109,13 @@ class Dataset:
     def is_classification(self) -> bool:
         return self.classes is not None
 
-    @cached_property
+    @property
     def composition_list(self) -> tuple:
-        """Compositions, derived from the structures when not given explicitly."""
-        if self.compositions is not None:
-            return self.compositions
-        assert self.structures is not None  # __post_init__ requires one of the two
-        return tuple(s.composition for s in self.structures)
+        """Deprecated alias of `compositions` (which is now set on every dataset); kept for older plugins."""
+        warnings.warn("Dataset.composition_list is deprecated: use Dataset.compositions, set on every dataset",
+                      DeprecationWarning, stacklevel=2)
+        assert self.compositions is not None  # __post_init__ sets it whenever there are structures
+        return self.compositions
 
     @cached_property
     def structure_keys(self) -> tuple[str, ...]:

@@ -121,7 +121,7 @@ def encode(data: Dataset) -> tuple[str, dict[str, np.ndarray]]:
         "has_features": data.features is not None,
         "meta": _json_safe(dict(data.meta)),
         "structures": None if data.structures is None else [s.as_dict() for s in data.structures],
-        "compositions": None if data.compositions is None else [
+        "compositions": None if data.structures is not None or data.compositions is None else [  # else derived
             {str(k): float(v) for k, v in c.as_dict().items()} for c in data.compositions
         ],
         "content_hash": data.content_hash,

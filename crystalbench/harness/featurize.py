@@ -86,7 +86,8 @@ def _composition_key(comp) -> str:
 
 def _inputs_and_keys(spec: DescriptorSpec, data: Dataset) -> tuple[Sequence[Any], Sequence[str]]:
     if spec.needs == "composition" or data.structures is None:
-        comps = data.composition_list
+        comps = data.compositions
+        assert comps is not None  # set on every Dataset
         return comps, [_composition_key(c) for c in comps]
     return data.structures, data.structure_keys
 

@@ -4,9 +4,25 @@ A job is everything that determines a result, and nothing else: the model and
 its resolved hyperparameters, the task and its target, a fingerprint of the
 data (raw-file checksums, or the dataset content hash when a task declares no
 files), the descriptor set and its version, the split (protocol, fold, seed,
-split-file checksum) and the device. Its `id` is a stable hash of all of them,
-so changing any input makes a new job instead of silently reusing an old
-result, and the same inputs always map to the same results file.
+split-file checksum), the device, and the version of the code that computes it
+(`code`). Its `id` is a stable hash of all of them, so changing any input makes
+a new job instead of silently reusing an old result, and the same inputs always
+map to the same results file.
+
+`code` names, per role ("model", "task", "descriptors"), the code behind the
+result: ``"<distribution> <version>"`` for a third-party plugin (bump the version
+of your package, reinstall, and `bench run` computes new results instead of
+answering "already recorded"), and for crystalbench's built-in models a hash of
+the model's own source (its plugin package plus the crystalbench modules it
+imports, not the harness: `Registry.code_version`). A per-model source hash
+rather than the crystalbench version, so that editing one model (or releasing a
+crystalbench that leaves it untouched) keeps every other model's results. Built-in
+tasks and descriptor sets are covered by what already identifies them: the task's
+version and data checksums, the descriptor set's version. The harness's one rule that
+changes which rows a model sees, the split rule, enters as ``code["splits"]``
+(`crystalbench.harness.splits.SPLIT_RULES`). An empty `code` is left
+out of the id, so records written before `code` existed keep their ids (and still
+validate); the first run with it computes their jobs again, once.
 
 Jobs are frozen and JSON-serializable (`to_dict` / `from_dict`), so executors
 can ship them to worker processes or cluster nodes; `crystalbench.harness.stages.run_job`
@@ -40,6 +56,8 @@ JOB_FIELDS_DOC = {
     "target": "the predicted quantity (a task's target or the --target column of --data)",
     "data": "fingerprint of the data: raw-file checksums + task version, or the dataset content hash",
     "split_source": "checksum of --split-file, when one is used",
+    "code": "version of the code per role (model, task, descriptors, splits): plugin distribution and "
+            "version, a hash of a built-in model's source, or the harness's split-rule version",
 }
 
 
@@ -70,6 +88,7 @@ class Job:
     target: str = ""
     data: str = ""
     split_source: str | None = None
+    code: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("model", "task"):
@@ -94,12 +113,20 @@ class Job:
         for name in ("descriptors", "descriptor_version", "split_source"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise BadInputError(f"job: {name} must be a string or null")
+        if not isinstance(self.code, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.code.items()):
+            raise BadInputError("job: code must map roles to version strings")
+        object.__setattr__(self, "code", dict(sorted(self.code.items())))
 
     def __hash__(self) -> int:
         return hash(self.id)
 
     def to_dict(self) -> dict[str, Any]:
-        return _canonical(asdict(self))  # type: ignore[no-any-return]
+        """Every field, JSON-ready; an empty `code` is left out (records written before it existed)."""
+        d: dict[str, Any] = _canonical(asdict(self))
+        if not d["code"]:
+            del d["code"]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Job:
@@ -132,11 +159,17 @@ class Job:
         return f"{self.model} · {self.task} · {self.protocol} fold {self.fold} · seed {self.seed}"
 
     def differences(self, other: Job) -> list[str]:
-        """Names of the fields that differ from `other` (to explain why a job is new)."""
-        a, b = self.to_dict(), other.to_dict()
-        out = [k for k in a if a[k] != b.get(k) and k != "params"]
+        """What differs from `other`, named (to explain why a job is new): fields, changed
+        hyperparameters, and the code versions that changed (``code (model: a 0.1.0 -> a 0.2.0)``)."""
+        a, b = asdict(self), asdict(other)
+        out = [k for k in a if a[k] != b.get(k) and k not in ("params", "code")]
         if a["params"] != b.get("params"):
             pa, pb = a["params"], b.get("params") or {}
             changed = sorted(k for k in set(pa) | set(pb) if pa.get(k) != pb.get(k))
             out.append("params (" + ", ".join(changed) + ")")
+        if a["code"] != b.get("code"):
+            ca, cb = a["code"], b.get("code") or {}
+            changed = [f"{k}: {cb.get(k) or 'unversioned'} -> {ca.get(k) or 'unversioned'}"
+                       for k in sorted(set(ca) | set(cb)) if ca.get(k) != cb.get(k)]
+            out.append("code (" + "; ".join(changed) + ")")
         return out

@@ -3,6 +3,16 @@
 MAD is the mean absolute deviation of the *test* targets around their own
 mean, so MAE/MAD is 1.0 for a model that predicts the test mean and 0 for a
 perfect one: the paper's (Gong et al. 2023) headline number.
+
+MAE, RMSE and MAD must be finite: finite but absurd predictions (1e308) overflow
+them to infinity, and such a score would be written as an `ok` record that no
+validator accepts and no table can rank, so `regression_metrics` raises instead
+and the job becomes a failed record naming the cause.
+
+`aggregate` gives both standard deviations: ``std`` is the sample one (ddof=1,
+the unbiased variance of a few folds), ``std_ddof0`` the population one that
+Matbench reports (numpy's default, ddof=0, over its 5 folds); each view says which
+it shows.
 """
 
 from __future__ import annotations
@@ -81,10 +91,12 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
         raise ValueError(f"need two equal-length 1-D arrays, got {y.shape} and {p.shape}")
     if not np.all(np.isfinite(p)):
         raise ValueError(f"{int((~np.isfinite(p)).sum())} predictions are NaN or infinite")
-    err = p - y
-    mae = float(np.mean(np.abs(err)))
-    rmse = float(np.sqrt(np.mean(err**2)))
-    mad = float(np.mean(np.abs(y - y.mean())))
+    with np.errstate(over="ignore", invalid="ignore"):
+        err = p - y
+        mae = float(np.mean(np.abs(err)))
+        rmse = float(np.sqrt(np.mean(err**2)))
+        mad = float(np.mean(np.abs(y - y.mean())))
+    _require_finite({"mae": mae, "rmse": rmse, "mad": mad}, p, y)
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     r2 = 1.0 - float(np.sum(err**2)) / ss_tot if ss_tot > 0 else float("nan")
     return {
@@ -95,6 +107,16 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
         "r2": _clean(r2),
         "spearman": _clean(_spearman(y, p)),
     }
+
+
+def _require_finite(values: Mapping[str, float], p: np.ndarray, y: np.ndarray) -> None:
+    """Raise ValueError naming the scores that overflowed (see the module docstring)."""
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if bad:
+        what, big = ("predictions", p) if set(bad) - {"mad"} else ("targets", y)
+        largest = float(np.max(np.abs(big))) if big.size else 0.0
+        raise ValueError(f"{', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not finite ({what} as large as "
+                         f"{largest:.3g} overflow {'it' if len(bad) == 1 else 'them'}): no score can be computed")
 
 
 def _rank(a: np.ndarray) -> np.ndarray:
@@ -153,7 +175,7 @@ def score(task_type: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, f
 
 
 def aggregate(metric_dicts: Iterable[Mapping[str, float | None]]) -> dict[str, dict[str, float | int | None]]:
-    """Mean, sample std (ddof=1; 0 for a single value) and count of each metric."""
+    """Mean, sample std (``std``, ddof=1; 0 for a single value), Matbench's std (``std_ddof0``) and count."""
     rows = list(metric_dicts)
     keys: list[str] = []
     for r in rows:
@@ -162,11 +184,12 @@ def aggregate(metric_dicts: Iterable[Mapping[str, float | None]]) -> dict[str, d
     for k in keys:
         vals = np.array([r[k] for r in rows if r.get(k) is not None], dtype=float)
         if len(vals) == 0:
-            out[k] = {"mean": None, "std": None, "n": 0}
+            out[k] = {"mean": None, "std": None, "std_ddof0": None, "n": 0}
         else:
             out[k] = {
                 "mean": float(vals.mean()),
                 "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+                "std_ddof0": float(vals.std(ddof=0)),
                 "n": int(len(vals)),
             }
     return out

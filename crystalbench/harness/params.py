@@ -6,7 +6,7 @@ A model declares its hyperparameters as a frozen dataclass::
     class CGCNNParams:
         epochs: int = 300
         lr: float = 1e-2
-        pooling: Literal["mean", "sum"] = "mean"
+        pooling: Literal["mean", "sum", "atom-sum"] = "mean"
 
 and passes it as `ModelSpec(params=CGCNNParams)`. `resolve_params` is the only
 place that merges defaults < `--config` top-level keys < `[model]` table < CLI
@@ -29,7 +29,15 @@ from typing import Any, Literal, get_args, get_origin
 
 from .errors import BadInputError
 
-__all__ = ["params_from_defaults", "resolve_params", "params_to_dict", "params_table", "field_choices"]
+__all__ = [
+    "params_from_defaults", "resolve_params", "params_to_dict", "params_table", "field_choices", "POOLING_CHOICES",
+]
+
+# Every readout `--pooling` offers (a model lists the ones it supports in `ModelSpec.poolings`): the mean or
+# the sum of the atom vectors before the output network, or "atom-sum", Gong et al.'s eq. 13, the output
+# network applied to every atom and its outputs summed (`crystalbench.gnn.heads`). The one list the CLI,
+# the plugin checks and the GNN toolkit read.
+POOLING_CHOICES: tuple[str, ...] = ("mean", "sum", "atom-sum")
 
 
 def params_from_defaults(name: str, defaults: Mapping[str, Any]) -> type:

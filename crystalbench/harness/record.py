@@ -5,12 +5,19 @@ predictions they were computed from, timings, the resolved hyperparameters,
 task information, provenance (code, plugin and package versions, data
 checksums, split), a `runtime` block (device, GPU name, torch threads actually
 used, torch/CUDA versions) and warnings (e.g. a model input that leaks the
-target). `validate()` checks the structure, recomputes the metrics from the
+target), and whether the job ran the model's own recipe: `non_default` holds the
+hyperparameters (and descriptor set) that differ from what the model resolves for
+the task without user overrides, `origin` says whether a `bench run` or a `bench tune`
+trial made it, so no view presents a 3-epoch test run or a tuning trial as "the
+model" (`is_recipe`, `display_model`). `validate()` checks the structure, recomputes the metrics from the
 stored predictions and checks that the job id matches its contents, so a
 tampered or truncated file is caught before it reaches a leaderboard.
 
 The JSON form is described by `record.schema.json` shipped beside this module
-(`schema()`); `schema_version` changes whenever the layout changes.
+(`schema()`); `schema_version` changes whenever the layout changes. Records of
+schema 2 (before `non_default`/`origin`) are still read, so nothing computed is
+lost: they come back with `origin="unknown"` (their settings were never compared
+with the recipe), are labelled so, and are never taken for the recipe.
 """
 
 from __future__ import annotations
@@ -30,16 +37,36 @@ from .errors import CrystalbenchError
 from .job import Job
 from .metrics import METRICS, metrics_for, score
 
-__all__ = ["ResultRecord", "InvalidRecordError", "SCHEMA_VERSION", "schema", "jsonable", "STATUSES"]
+__all__ = ["ResultRecord", "InvalidRecordError", "SCHEMA_VERSION", "schema", "jsonable", "STATUSES", "ORIGINS",
+           "compact_value"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # 2: before non_default/origin; upgraded on read (see the module docstring)
 STATUSES = ("ok", "failed")
+# run: `bench run` (or a suite); tune: a `bench tune` trial, scored on a validation split carved from the
+# training data; unknown: a schema-2 record, whose settings were never compared with the model's recipe
+ORIGINS = ("run", "tune", "unknown")
+_COMPACT = 24
 SCHEMA_FILE = Path(__file__).with_name("record.schema.json")
 _REL_TOL = 1e-6
 
 
 class InvalidRecordError(CrystalbenchError):
     """A results file that is not a valid record; the message names the problem."""
+
+
+def _recipe_fields(d: Mapping[str, Any], version: int) -> dict[str, Any]:
+    """`non_default` and `origin` of a record dict: checked (schema 3) or upgraded (schema 2: origin unknown)."""
+    if version == 2:
+        return {"non_default": {}, "origin": "unknown"}
+    for key, kind in (("non_default", dict), ("origin", str)):
+        if key not in d:
+            raise InvalidRecordError(f"missing field {key!r}")
+        if not isinstance(d[key], kind):
+            raise InvalidRecordError(f"field {key!r} has type {type(d[key]).__name__}")
+    if d["origin"] not in ORIGINS:
+        raise InvalidRecordError(f"field 'origin' is {str(d['origin'])[:40]!r}, not one of {', '.join(ORIGINS)}")
+    return {"non_default": dict(d["non_default"]), "origin": d["origin"]}
 
 
 def schema() -> dict[str, Any]:
@@ -76,6 +103,15 @@ def jsonable(obj: Any, *, _depth: int = 0) -> Any:
     return repr(obj)
 
 
+def compact_value(value: Any) -> str:
+    """A hyperparameter value as a label shows it: strings bare, the rest as compact JSON, cut at 24 characters."""
+    try:
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= _COMPACT else text[:_COMPACT] + "…"
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -99,6 +135,8 @@ class ResultRecord:
     created: str = field(default_factory=_now)
     schema_version: int = SCHEMA_VERSION
     job_id: str = ""
+    non_default: dict[str, Any] = field(default_factory=dict)
+    origin: str = "run"
 
     def __post_init__(self) -> None:
         if not self.job_id:
@@ -133,6 +171,25 @@ class ResultRecord:
     def task_type(self) -> str:
         return str(self.task_info.get("task_type") or "regression")
 
+    @property
+    def is_recipe(self) -> bool:
+        """True when this is the model's own recipe: default settings for the task, from a `bench run`."""
+        return not self.non_default and self.origin == "run"
+
+    @property
+    def display_model(self) -> str:
+        """The model as tables head it: ``de-cgcnn``, or ``de-cgcnn (epochs=3)`` when it is not the recipe.
+
+        Settings are sorted by name with compact values; a tuning trial and a record
+        whose recipe status is unknown (schema 2) say so, since neither stands for the model.
+        """
+        parts = [f"{k}={compact_value(v)}" for k, v in sorted(self.non_default.items())]
+        if self.origin == "tune":
+            parts.append("tuning trial")
+        elif self.origin != "run":
+            parts.append("recipe unchecked")
+        return f"{self.model} ({', '.join(parts)})" if parts else self.model
+
     # -- JSON
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -151,6 +208,8 @@ class ResultRecord:
             "error": self.error,
             "traceback": self.traceback,
             "created": self.created,
+            "non_default": jsonable(self.non_default),
+            "origin": self.origin,
         }
 
     def to_json(self) -> str:
@@ -165,7 +224,7 @@ class ResultRecord:
         if not isinstance(d, Mapping):
             raise InvalidRecordError(f"not a JSON object but {type(d).__name__}")
         version = d.get("schema_version", d.get("schema"))
-        if version != SCHEMA_VERSION:
+        if isinstance(version, bool) or version not in READABLE_VERSIONS:
             raise InvalidRecordError(
                 f"schema_version {version!r} is not {SCHEMA_VERSION} (written by another crystalbench version; "
                 "re-run the job to refresh it)"
@@ -191,6 +250,7 @@ class ResultRecord:
             values[key] = d[key]
         if not all(isinstance(w, str) for w in values["warnings"]):
             raise InvalidRecordError("field 'warnings' must be a list of strings")
+        values.update(_recipe_fields(d, version))
         return cls(job=job, schema_version=SCHEMA_VERSION, **values)
 
     @classmethod

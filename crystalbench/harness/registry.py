@@ -7,12 +7,16 @@ hook is recorded in `Registry.problems` (one line naming it) and skipped.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import fnmatch
+import hashlib
+import importlib.util
 import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +25,7 @@ import pluggy
 from . import hookspecs
 from .errors import UnknownNameError
 from .specs import NAME_PATTERN, DescriptorSpec, ExecutorSpec, ModelSpec, SuiteSpec, TaskSpec, valid_name
+from .splits import SPLIT_RULES
 
 if TYPE_CHECKING:
     from .context import RunContext
@@ -102,6 +107,35 @@ class Registry:
                 return info.version
         return None
 
+    def code_version(self, kind: str, name: str) -> str | None:
+        """What identifies the code of a model/task/descriptor set in a job (`Job.code`); see job.py.
+
+        A third-party plugin: ``"<distribution> <version>"`` (``"<module> src:<hash>"`` when it was
+        registered by hand, without a distribution). A built-in model: ``"crystalbench src:<hash>"`` of
+        its source. A built-in task or descriptor set: None (its version and data already identify it).
+        """
+        plugin = self.owner.get((kind, name))
+        info = next((i for i in self.plugins if i.name == plugin), None)
+        if info is None:
+            return None
+        if info.distribution and info.distribution != "crystalbench":
+            return f"{info.distribution} {info.version}"
+        if info.distribution == "crystalbench" and kind != "model":
+            return None
+        module = info.module.split(":")[0]
+        digest_ = source_digest(module)
+        owner = info.distribution or module
+        return f"{owner} src:{digest_}" if digest_ else None
+
+    def job_code(self, model: str, task: str, descriptors: str | None) -> dict[str, str]:
+        """`Job.code` of a job: the code version of each role that has one."""
+        roles = {"model": ("model", model), "task": ("task", task)}
+        if descriptors:
+            roles["descriptors"] = ("descriptor", descriptors)
+        out = {role: self.code_version(kind, name) for role, (kind, name) in roles.items()}
+        out["splits"] = f"crystalbench rules {SPLIT_RULES}"  # the harness's own result-changing rule
+        return {role: v for role, v in out.items() if v}
+
     def notify_finished(self, record: ResultRecord, ctx: RunContext) -> list[str]:
         """Call every `bench_run_finished` observer with its own copy; return problems, never raise.
 
@@ -120,6 +154,91 @@ class Registry:
             except (Exception, SystemExit) as exc:  # an observer must never lose a result
                 problems.append(f"plugin {impl.plugin_name!r}: bench_run_finished raised {_short(exc)}")
         return problems
+
+
+# modules whose edits do not change what a model computes from its inputs: the harness is the
+# benchmark's own code (covered by the crystalbench version in every record's provenance), and
+# `crystalbench/__init__.py` only re-exports the public API
+_NOT_MODEL_CODE = ("crystalbench.harness", "crystalbench.cli", "crystalbench.leaderboard", "crystalbench.testing")
+_API_ONLY = ("crystalbench",)
+
+
+@cache
+def source_digest(module: str) -> str | None:
+    """12 hex digits of sha256 over the source of `module` and the modules of its top-level package it
+    imports, transitively (read with `ast`, nothing executed); None when the source cannot be found.
+
+    Cheap (a few dozen files, read once per process) and deterministic (sorted module names and file
+    bytes only), so every process of a run, and every node, computes the same job ids.
+    """
+    root = module.split(".")[0]
+    seen: dict[str, bytes] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen or name.startswith(_NOT_MODEL_CODE) or (name in _API_ONLY and name != module):
+            continue
+        path, is_package = _source_path(name)
+        if path is None:
+            if name == module:
+                return None
+            continue
+        data = path.read_bytes()
+        seen[name] = data
+        todo.extend(m for m in _imports(data, name, is_package) if m.split(".")[0] == root)
+    h = hashlib.sha256()
+    for name in sorted(seen):
+        h.update(name.encode() + b"\0" + hashlib.sha256(seen[name]).digest())
+    return h.hexdigest()[:12]
+
+
+def _source_path(name: str) -> tuple[Any, bool]:
+    """(path of the module's .py source, whether it is a package), or (None, False).
+
+    Found from the top-level package's folder, without importing anything (a `find_spec` of a
+    submodule imports its parents: torch, for a GNN)."""
+    from pathlib import Path
+
+    root, _, rest = name.partition(".")
+    try:
+        spec = importlib.util.find_spec(root)
+    except (ImportError, ValueError):
+        return None, False
+    if spec is None or not spec.origin:
+        return None, False
+    if not rest:
+        return (Path(spec.origin), spec.submodule_search_locations is not None) if spec.origin.endswith(".py") \
+            else (None, False)
+    for folder in spec.submodule_search_locations or ():
+        base = Path(folder).joinpath(*rest.split("."))
+        if (base / "__init__.py").is_file():
+            return base / "__init__.py", True
+        if base.with_suffix(".py").is_file():
+            return base.with_suffix(".py"), False
+    return None, False
+
+
+def _imports(source: bytes, name: str, is_package: bool) -> list[str]:
+    """Absolute names of the modules `source` imports (relative imports resolved against `name`)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    package = name if is_package else name.rpartition(".")[0]
+    out: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.extend(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parent = ".".join(parts[: len(parts) - node.level + 1]) if node.level <= len(parts) else ""
+                base = f"{parent}.{base}" if base else parent
+            if base:
+                out.append(base)
+                out.extend(f"{base}.{a.name}" for a in node.names if a.name != "*")
+    return out
 
 
 def _short(exc: BaseException) -> str:

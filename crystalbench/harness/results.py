@@ -7,61 +7,82 @@ Layout under the results directory::
     .locks/<job id>.lock                                       claims of jobs being computed right now
 
 A failed attempt never replaces a good record (`--rerun` of a job that now
-fails keeps the old `ok` result and stores the failure beside it). Concurrent
-`bench run`s on one directory share the work: a job is computed by whoever
-claims it first (an atomic lock file holding host, pid and time); a claim whose
-process is gone (same host) or older than `STALE_LOCK_S` (other hosts) is taken over.
+fails keeps the old `ok` result and stores the failure beside it). Only regular
+files are read as records: a FIFO, socket or device named ``*.json`` is skipped
+with a warning (`record_files`), since opening a FIFO blocks forever.
+
+Concurrent `bench run`s on one directory share the work: a job is computed by
+whoever claims it first (`claims`). A PID alone cannot say whether a claim's
+owner is alive: `bench run` as PID 1 of a container is "alive" from the next
+container's view forever, and PIDs are reused. So a claim is an exclusive
+`flock` held on the lock file for as long as the job runs (the kernel drops it
+when the process dies, even by kill -9), plus a heartbeat (the owner touches the
+file's mtime every `HEARTBEAT_S`) for owners on other machines sharing the
+directory over NFS, where a lock may not be visible.
 """
 
 from __future__ import annotations
 
-import errno
-import json
+import logging
 import os
-import socket
-import tempfile
+import stat
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from .claims import STALE_HEARTBEAT_S, STALE_LOCK_S, Claim, ClaimError, acquire, holder_of, sweep
 from .errors import CrystalbenchError
 from .job import Job
 from .record import InvalidRecordError, ResultRecord
-from .store import TEMP_PREFIX, atomic_write, clean_stale_temps
+from .store import OutputError, atomic_write, clean_stale_temps, describe_oserror, is_regular_file, probe_writable
 
-__all__ = ["ResultStore", "Claim", "ResultsDirError", "STALE_LOCK_S"]
+__all__ = ["ResultStore", "Claim", "ResultsDirError", "STALE_LOCK_S", "STALE_HEARTBEAT_S", "record_files",
+           "describe_oserror"]
 
-STALE_LOCK_S = 24 * 3600.0
+log = logging.getLogger("crystalbench.results")
 
 
 class ResultsDirError(CrystalbenchError):
     """The results directory cannot be written (missing permission, a file in the way, disk full)."""
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
+def _warn_skipped(path: Path, kind: str) -> None:
+    log.warning("skipped %s: a %s, not a regular file; it is never read as a record", path, kind)
 
 
-@dataclass
-class Claim:
-    """A held claim on one job; `release()` when the record is written (or the job given up)."""
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISDIR, "directory")):
+        if test(mode):
+            return name
+    return "special file"
 
-    path: Path
 
-    def release(self) -> None:
+def record_files(root: Path, pattern: str = "*.json", *, recursive: bool = True,
+                 on_skip: Callable[[Path, str], None] = _warn_skipped) -> Iterator[Path]:
+    """Record files under `root` in sorted order: entries matching `pattern`, outside dot-folders.
+
+    A FIFO, socket, device or dangling link with a record's name is passed to
+    `on_skip` (default: a warning) and never opened: reading a FIFO would block the
+    command forever. A directory named like a record is yielded, so that callers
+    report it as an invalid record as before (reading it fails at once).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return
+    found = root.rglob(pattern) if recursive else root.glob(pattern)
+    for p in sorted(found):
+        if any(part.startswith(".") for part in p.relative_to(root).parts):
+            continue
         try:
-            self.path.unlink()
+            mode = os.stat(p).st_mode
         except OSError:
-            pass
+            on_skip(p, "dangling link or unreadable entry")
+            continue
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+            yield p
+        else:
+            on_skip(p, _kind(mode))
 
 
 class ResultStore:
@@ -90,25 +111,21 @@ class ResultStore:
         if self.root.exists() and not self.root.is_dir():
             raise ResultsDirError(f"--results-dir {self.root} is a file, not a directory")
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(dir=self.root, prefix=TEMP_PREFIX + "probe-")
-            try:
-                os.write(fd, b"x" * 4096)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-                os.unlink(probe)
-        except OSError as exc:
-            raise ResultsDirError(f"results directory {self.root} is not writable: {_oserror(exc)}") from None
+            probe_writable(self.root, "results directory", fsync=True)
+        except OutputError as exc:
+            raise ResultsDirError(str(exc)) from None
         removed = clean_stale_temps(self.root)
-        self._clean_stale_locks()
+        try:
+            sweep(self.locks_dir)
+        except ClaimError as exc:
+            raise ResultsDirError(str(exc)) from None
         return removed
 
     # -- reading
     def existing(self, job: Job) -> ResultRecord | None:
         """The valid record of exactly this job, if there is one."""
         p = self.path(job)
-        if not p.exists():
+        if not is_regular_file(p):  # missing, or a FIFO/device: never opened
             return None
         try:
             rec = ResultRecord.read(p).validate()
@@ -124,10 +141,8 @@ class ResultStore:
     def siblings(self, job: Job) -> list[ResultRecord]:
         """Valid records of the same model/task/protocol/fold/seed but another configuration or data."""
         folder = self.path(job).parent
-        if not folder.is_dir():
-            return []
         out = []
-        for p in sorted(folder.glob(f"{job.protocol}-fold{job.fold}-seed{job.seed}-*.json")):
+        for p in record_files(folder, f"{job.protocol}-fold{job.fold}-seed{job.seed}-*.json", recursive=False):
             try:
                 rec = ResultRecord.read(p)
             except Exception:  # unreadable: nothing to compare with
@@ -138,12 +153,7 @@ class ResultStore:
 
     def scan(self) -> Iterator[tuple[Path, ResultRecord | InvalidRecordError]]:
         """Every record file under the root (not attempts, locks or temp files), parsed and validated."""
-        if not self.root.exists():
-            return
-        for p in sorted(self.root.rglob("*.json")):
-            rel = p.relative_to(self.root)
-            if any(part.startswith(".") for part in rel.parts):
-                continue
+        for p in record_files(self.root):
             try:
                 rec = ResultRecord.read(p)
                 rec.validate()
@@ -172,75 +182,21 @@ class ResultStore:
                 target = self.attempts_dir / f"{record.job_id}-{stamp}-{os.getpid()}.json"
         return atomic_write(target, text)
 
-    # -- claims
+    # -- claims (see `harness.claims`)
+    def lock_path(self, job: Job) -> Path:
+        return self.locks_dir / f"{job.id}.lock"
+
     def claim(self, job: Job) -> Claim | None:
-        """Claim a job for this process; None when a live process holds it."""
-        self.locks_dir.mkdir(parents=True, exist_ok=True)
-        path = self.locks_dir / f"{job.id}.lock"
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "job": job.label()}
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if self._stale(path):
-                    try:
-                        path.unlink()
-                    except OSError:
-                        pass
-                    continue
-                return None
-            with os.fdopen(fd, "w") as fh:
-                json.dump(me, fh)
-            return Claim(path)
-        return None
+        """Claim a job for this process; None when a live process (here or elsewhere) holds it.
+
+        Raises `ResultsDirError` when the claim cannot be made at all (`.locks` is a
+        file, a non-empty directory sits at the lock path, the disk is full).
+        """
+        try:
+            return acquire(self.lock_path(job), label=job.label())
+        except ClaimError as exc:
+            raise ResultsDirError(str(exc)) from None
 
     def holder(self, job: Job) -> str | None:
-        """Who holds a job's claim ("host pid N"), if anyone."""
-        path = self.locks_dir / f"{job.id}.lock"
-        try:
-            info = json.loads(path.read_text())
-            return f"{info.get('host')} pid {info.get('pid')}"
-        except (OSError, ValueError, AttributeError):
-            return None
-
-    def _stale(self, path: Path) -> bool:
-        try:
-            info = json.loads(path.read_text())
-            host, pid = info["host"], int(info["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            # unreadable: a writer killed between create and write, unless it is brand new
-            try:
-                return time.time() - path.stat().st_mtime > 60
-            except OSError:
-                return True
-        if host == socket.gethostname():
-            return pid != os.getpid() and not _pid_alive(pid)
-        try:
-            return time.time() - path.stat().st_mtime > STALE_LOCK_S
-        except OSError:
-            return True
-
-    def _clean_stale_locks(self) -> None:
-        if not self.locks_dir.is_dir():
-            return
-        for p in self.locks_dir.glob("*.lock"):
-            if self._stale(p):
-                try:
-                    p.unlink()
-                except OSError:
-                    pass
-
-
-def _oserror(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "no space left on device"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    if exc.errno == errno.EROFS:
-        return "read-only file system"
-    return exc.strerror or str(exc)
-
-
-def describe_oserror(exc: OSError) -> str:
-    """One short phrase for an OSError (disk full, permission denied...)."""
-    return _oserror(exc)
+        """Who holds a job's claim ("host pid N, last seen 5 s ago"), if anyone."""
+        return holder_of(self.lock_path(job))

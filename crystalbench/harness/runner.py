@@ -9,9 +9,11 @@ one results directory share the work) when the executor has a free slot, run
 through `stages.run_job` by the executor (in this process by default, in worker
 processes or on a Ray cluster otherwise: `crystalbench.harness.executors`),
 written atomically by this process alone as its record comes back, and passed
-to observers. A failing job is recorded as failed and the grid goes on; a job
-whose worker died is retried (`retries`) and then recorded as failed; a record
-that cannot be written is kept and saved elsewhere.
+to observers. A failing job (its model, task loader or descriptor set raised, or
+it could not run where it was sent) is recorded as failed and the grid goes on; a
+job whose process died is retried (`retries`) and then recorded as failed; a
+record that cannot be written is kept and saved elsewhere. Progress shows an ETA
+estimated per model (`_Eta`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import difflib
 import logging
 import os
 import tempfile
-from collections import deque
+import time
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +40,11 @@ from .registry import Registry
 from .results import Claim, ResultStore, describe_oserror
 from .specs import ModelSpec, TaskSpec
 from .splits import PROTOCOLS, n_folds, split_file_digest
-from .stages import Workspace, static_incompatibility
+from .stages import Workspace, failed_record, static_incompatibility
 from .store import atomic_write
 
-__all__ = ["GridRequest", "RunSummary", "plan_grid", "run_grid", "resolve_job_params"]
+__all__ = ["GridRequest", "RunSummary", "plan_grid", "run_grid", "resolve_job_params", "check_seeds", "epochs_note",
+           "SEED_MAX"]
 
 log = logging.getLogger("crystalbench.runner")
 
@@ -134,9 +138,37 @@ def resolve_job_params(spec: ModelSpec, task: TaskSpec, req: GridRequest) -> dic
     return out
 
 
+SEED_MAX = 2**32 - 1  # numpy's seed range: a seed outside it fails only when the split is drawn
+
+
+def check_seeds(seeds: Sequence[int]) -> None:
+    """A seed numpy cannot take is a bad argument, refused before anything runs (not a traceback mid-grid)."""
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+            raise BadInputError(f"--seed {seed}: a seed is an integer from 0 to {SEED_MAX}")
+
+
+def epochs_note(reg: Registry, models: Sequence[str], epochs: int | None) -> str | None:
+    """`--epochs` must change something: an error when no model of the grid trains for epochs, and a
+    note naming the models it does not apply to in a mixed grid (`-m dummy -m rf -m cgcnn --epochs 150`
+    is the usual way to shorten a grid's GNN runs, so it is allowed)."""
+    if epochs is None:
+        return None
+    names = list(dict.fromkeys(reg.model(m).name for m in models))
+    without = [m for m in names if "epochs" not in _fields(reg.model(m))]
+    if not without:
+        return None
+    if len(without) == len(names):
+        raise BadInputError(f"--epochs {epochs}: {', '.join(without)} train(s) for no epochs, so the flag would "
+                            "change nothing (drop it)")
+    return f"--epochs {epochs} applies to {', '.join(m for m in names if m not in without)}; " \
+           f"{', '.join(without)} train(s) for no epochs"
+
+
 def plan_grid(reg: Registry, ctx: RunContext, req: GridRequest, workspace: Workspace) -> tuple[list[Job], RunSummary]:
     """Expand the request into jobs; user errors raise, per-task problems go into the summary."""
     summary = RunSummary()
+    check_seeds(req.seeds)
     if req.protocol is not None and req.protocol not in PROTOCOLS:
         raise UnknownNameError(f"unknown protocol {req.protocol!r}; choose from {', '.join(PROTOCOLS)}")
     specs = list({s.name: s for s in (reg.model(m) for m in req.models)}.values())
@@ -210,13 +242,14 @@ def plan_grid(reg: Registry, ctx: RunContext, req: GridRequest, workspace: Works
             continue
         for spec, dspec in runnable:
             params = resolve_job_params(spec, task, req)
+            code = reg.job_code(spec.name, task.name, dspec.name if dspec else None)
             for seed in seeds:
                 for fold in folds:
                     jobs.append(Job(
                         model=spec.name, task=task.name, protocol=protocol, fold=fold, seed=seed, params=params,
                         device=ctx.device, descriptors=dspec.name if dspec else None,
                         descriptor_version=str(dspec.version) if dspec else None, target=task.target,
-                        data=data_fp, split_source=split_source,
+                        data=data_fp, split_source=split_source, code=code,
                     ))
     summary.planned = len(jobs)
     return jobs, summary
@@ -257,17 +290,7 @@ def _write(store: ResultStore, record: ResultRecord, ctx: RunContext, summary: R
 def _crash_record(job: Job, task: TaskSpec | None, failure: Failure, attempts: int, node: str) -> ResultRecord:
     """The failed record of a job whose worker died on every attempt."""
     tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
-    return ResultRecord(
-        job=job,
-        status="failed",
-        error=f"worker died: {failure.message} ({tries}; see --retries)",
-        task_info={
-            "target": task.target if task else job.target, "unit": task.unit if task else "",
-            "task_type": task.task_type if task else "regression", "extensive": bool(task.extensive) if task else False,
-            "classes": None,
-        },
-        runtime={"device": job.device, "node": node or None},
-    )
+    return failed_record(job, task, f"worker died: {failure.message} ({tries}; see --retries)", node=node or None)
 
 
 def run_grid(
@@ -348,7 +371,13 @@ def run_grid(
     retry: deque[Job] = deque()
     claims: dict[str, Claim] = {}
     attempts: dict[str, int] = {}
-    progress = ctx.progress_bar(len(pending), "jobs", "job")
+    eta = _Eta(Counter(job.model for job in pending))
+    started: dict[str, float] = {}
+    progress = ctx.progress_bar(len(pending), "jobs", "job", eta=lambda: eta.estimate(max(1, executor.running)))
+
+    def done(job: Job, ran: bool = True) -> None:
+        t0 = started.pop(job.id, None)
+        eta.finished(job.model, time.monotonic() - t0 if ran and t0 is not None else None)
 
     def status() -> str:
         running = executor.running
@@ -357,11 +386,14 @@ def run_grid(
     def next_job() -> Job | None:
         """Called by the executor when a slot is free: the next job, claimed (None: nothing to start now)."""
         if retry:
-            return retry.popleft()  # still claimed
+            job = retry.popleft()  # still claimed
+            started[job.id] = time.monotonic()
+            return job
         while queue:
             job = queue.popleft()
             progress.update(0, postfix=f"{job.model} · {job.task}" if executor.running == 0 else None)
             if job.task in broken_tasks:
+                done(job, ran=False)
                 progress.update(1)
                 continue
             claim = store.claim(job)
@@ -369,15 +401,18 @@ def run_grid(
                 summary.elsewhere += 1
                 holder = store.holder(job) or "another process"
                 ctx.reporter.note(f"{job.label()}: being computed by {holder}; left to it")
+                done(job, ran=False)
                 progress.update(1)
                 continue
             if not req.rerun and store.done(job):  # finished by a concurrent run meanwhile
                 summary.skipped += 1
                 claim.release()
+                done(job, ran=False)
                 progress.update(1, postfix=status())
                 continue
             claims[job.id] = claim
             attempts[job.id] = 1
+            started[job.id] = time.monotonic()
             return job
         return None
 
@@ -403,12 +438,15 @@ def run_grid(
                 continue
             try:
                 record = outcome.record
+                if failure is not None and failure.traceback:
+                    log.debug(f"{job.label()} on {outcome.node or 'a worker'}:\n{failure.traceback}")
                 if failure is not None and failure.retryable:
                     record = _crash_record(job, _task_or_none(workspace, job.task), failure,
                                            attempts.get(job.id, 1), outcome.node)
-                elif failure is not None:
-                    if failure.traceback:
-                        log.debug(f"{job.label()} on {outcome.node or 'a worker'}:\n{failure.traceback}")
+                elif failure is not None and failure.kind == "error":  # this job could not run: recorded
+                    record = failed_record(job, _task_or_none(workspace, job.task), failure.message,
+                                           failure.traceback, outcome.node or None)
+                elif failure is not None:  # a user error: one line; the task's other jobs would fail alike
                     if failure.kind == "incompatible":
                         error(f"{job.model} on {job.task}: {failure.message}")
                     elif job.task not in broken_tasks:
@@ -429,6 +467,7 @@ def run_grid(
                 held = claims.pop(job.id, None)
                 if held is not None:
                     held.release()
+                done(job, ran=failure is None or failure.kind in ("error", "crashed"))
                 progress.update(1, postfix=status())
     finally:
         try:
@@ -438,6 +477,37 @@ def run_grid(
                 held.release()
             progress.close()
     return summary
+
+
+class _Eta:
+    """Seconds left in a grid, estimated per model: the jobs of a model left x its mean job time so far.
+
+    A grid mixes jobs that take milliseconds (dummy) with jobs that take minutes (a GNN), so a
+    per-job average is wrong as soon as the slow model starts. Until a job of every model still
+    pending has ended there is no honest estimate (None: no ETA shown). `parallel` jobs at once
+    divide it.
+    """
+
+    def __init__(self, left: Mapping[str, int]) -> None:
+        self.left = dict(left)
+        self.seconds: dict[str, list[float]] = {}
+
+    def finished(self, model: str, seconds: float | None) -> None:
+        """One job of `model` is done; `seconds`: how long it ran (None: it did not run)."""
+        self.left[model] = max(0, self.left.get(model, 0) - 1)
+        if seconds is not None:
+            self.seconds.setdefault(model, []).append(seconds)
+
+    def estimate(self, parallel: int = 1) -> float | None:
+        total = 0.0
+        for model, n in self.left.items():
+            if n == 0:
+                continue
+            times = self.seconds.get(model)
+            if not times:
+                return None
+            total += n * sum(times) / len(times)
+        return total / max(1, parallel)
 
 
 def _task_or_none(workspace: Workspace, name: str) -> TaskSpec | None:

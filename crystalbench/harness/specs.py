@@ -46,6 +46,9 @@ def valid_name(name: object) -> bool:
 
 TaskType = Literal["regression", "classification"]
 Needs = Literal["structure", "composition", "features"]
+# how a task's data relates to the paper's (`TaskSpec.data_relation`)
+DataRelation = Literal["paper", "subset", "substitute", "generated", ""]
+DATA_RELATIONS: tuple[str, ...] = ("paper", "subset", "substitute", "generated", "")
 
 
 @runtime_checkable
@@ -124,7 +127,11 @@ class ModelSpec:
     classification: can handle classification tasks.
     needs_validation: receives a validation split; otherwise trains on the
         whole training fold.
-    reference: the paper or software the model reproduces.
+    reference: the paper or software the model reproduces, as a citation a
+        reader can look up (e.g. "Xie & Grossman, PRL 120, 145301 (2018)"). It
+        is what the leaderboard site's model page prints after "Reference:"
+        (escaped text, not a link) and `bench list models --json` lists; left
+        empty, the page says "not given by the plugin".
     """
 
     name: str
@@ -210,6 +217,16 @@ class TaskSpec:
         `files` is loaded to compute its content hash before resuming.
     source / license / description: shown by `bench list tasks`.
     group: family name used by suites and listings ("chains", "descriptors", ...).
+    source_short: a few words naming where the data comes from (the `source`
+        column of `bench list tasks`; `source` is the full citation).
+    data_relation: how the data relates to what the paper (Gong et al. 2023) used,
+        so that `bench report paper` compares only like with like: "paper" (the
+        paper's own data), "subset" (part of the same database), "substitute"
+        (another source or selection standing in for it), "generated" (made by
+        code following the paper's recipe), "" (no counterpart in the paper).
+    paper_count: how many samples the paper used (None: not stated or no
+        counterpart); shown beside `size`.
+    paper_data: one line on the difference (what the paper used, what ours is).
     """
 
     name: str
@@ -232,6 +249,10 @@ class TaskSpec:
     license: str = ""
     description: str = ""
     group: str = ""
+    source_short: str = ""
+    data_relation: DataRelation = ""
+    paper_count: int | None = None
+    paper_data: str = ""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,18 @@
   or from `--split-file` (JSON: {"train": [...], "val": [...], "test": [...]}
   or a list of such objects, one per fold).
 
-Models that need no validation set always train on train+val.
+Training rows are the same for every model (issue #19): a protocol's
+validation rows (paper; file splits that list "val") are only ever used to
+choose a model's epoch, never trained on. A model that needs no validation set
+(rf, dummy) trains on the training rows alone and its validation rows are left
+unused, so under `paper` it fits on the same 60% (80% for learnability tasks)
+as the GNNs, not on 80% (90%). Gong et al. give their split as 60/20/20
+train/validation/test and do not say which rows their random forest was fit
+on. Where a protocol has no validation part (matbench; file splits without
+"val"), a model that needs one carves it from its own training fold (seeded,
+`VAL_FRACTION`) as Matbench allows, and the others train on the whole fold.
+Each record says which case it was (`Fold.describe`: ``validation`` is
+"split", "carved", "unused" or "none", next to ``n_train`` and ``n_val``).
 """
 
 from __future__ import annotations
@@ -41,17 +52,30 @@ PROTOCOLS = ("paper", "matbench", "file")
 MATBENCH_SEED = 18012019
 MATBENCH_FOLDS = 5
 VAL_FRACTION = 0.1
+# Which rows a model trains, validates and is tested on, given a protocol, fold and seed. Part of every
+# job's identity (`Job.code["splits"]`): bump it whenever a change here moves a row from one part to
+# another, so records made under the old rule are computed again instead of answering "already recorded".
+# 2: under `paper`, models without early stopping (rf, dummy) train on the 60% every model trains on,
+#    no longer on train+val (80%).
+SPLIT_RULES = 2
 
 
 @dataclass(frozen=True)
 class Fold:
-    """Index arrays into one dataset. `val` is empty for models that need none."""
+    """Index arrays into one dataset. `val` is empty for models that need none.
+
+    validation: where `val` came from: "split" (the protocol's own validation
+    rows), "carved" (taken out of the training fold for this model), "unused"
+    (the split had validation rows; this model needs none, and they are neither
+    its validation nor its training data) or "none".
+    """
 
     protocol: str
     index: int
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    validation: str = "none"
 
     def describe(self, data: Dataset) -> dict:
         """What goes into a result's provenance: sizes and a hash of the test ids."""
@@ -62,6 +86,7 @@ class Fold:
             "n_train": int(len(self.train)),
             "n_val": int(len(self.val)),
             "n_test": int(len(self.test)),
+            "validation": self.validation,
             "test_ids_sha256": hashlib.sha256(json.dumps(test_ids).encode()).hexdigest(),
         }
 
@@ -74,14 +99,17 @@ def _carve_val(train: np.ndarray, seed: int, fraction: float = VAL_FRACTION) -> 
 
 
 def _finish(protocol: str, index: int, train, val, test, needs_validation: bool, seed: int) -> Fold:
+    """The fold one model sees: the same training rows whether or not it needs validation (module docstring)."""
     train, val, test = (np.asarray(a, dtype=int) for a in (train, val, test))
+    validation = "split" if len(val) else "none"
     if needs_validation and len(val) == 0:
         train, val = _carve_val(train, seed)
+        validation = "carved" if len(val) else "none"
     elif not needs_validation and len(val):
-        train, val = np.sort(np.concatenate([train, val])), np.array([], dtype=int)
+        val, validation = np.array([], dtype=int), "unused"
     if len(train) == 0 or len(test) == 0:
         raise BadInputError(f"{protocol} split {index} has an empty train or test set ({len(train)}/{len(test)})")
-    return Fold(protocol, index, train, val, test)
+    return Fold(protocol, index, train, val, test, validation)
 
 
 def paper_folds(n: int, fractions: tuple[float, float, float], seed: int, needs_validation: bool) -> list[Fold]:

@@ -8,7 +8,8 @@
                       whether the target means anything (constant, one class) x
                       inputs that leak the target
     execute           seed, threads, factory, fit, predict (plugin code, isolated)
-    record            metrics from the predictions, provenance, runtime -> ResultRecord
+    record            metrics from the predictions, provenance, runtime, and how the
+                      job's settings differ from the model's recipe -> ResultRecord
 
 An incompatible job raises `IncompatibleError` before any training: it is a
 user error (one `error:` line), not a result. A job whose plugin code fails is
@@ -19,6 +20,7 @@ the registry in a worker that has none.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -33,7 +35,7 @@ import numpy as np
 from .context import RunContext
 from .dataset import Dataset
 from .dataset_cache import DatasetCache, task_key
-from .errors import CrystalbenchError, DataUnavailableError
+from .errors import BadInputError, CrystalbenchError, DataUnavailableError
 from .featurize import compute_descriptors
 from .job import Job
 from .metrics import score
@@ -41,13 +43,14 @@ from .params import params_to_dict, resolve_params
 from .provenance import environment, file_sha256
 from .record import ResultRecord, jsonable
 from .registry import Registry
-from .seeding import apply_threads, seed_everything
+from .seeding import apply_threads, seed_everything, torch_if_installed
 from .specs import DescriptorSpec, ModelContext, ModelSpec, TaskSpec
 from .splits import Fold, make_folds
 from .store import digest
 from .telemetry import epoch_observer, observing_epochs
 
-__all__ = ["Workspace", "LoadedTask", "IncompatibleError", "run_job", "check_compatible", "leak_warnings"]
+__all__ = ["Workspace", "LoadedTask", "IncompatibleError", "run_job", "check_compatible", "leak_warnings",
+           "failed_record", "interrupts_are_plugins"]
 
 log = logging.getLogger("crystalbench.stages")
 
@@ -158,6 +161,22 @@ class Workspace:
             loaded.features[dspec.name] = compute_descriptors(dspec, loaded.data, self.ctx)
             loaded.feature_seconds[dspec.name] = time.perf_counter() - t0
         return loaded.features[dspec.name], loaded.feature_seconds[dspec.name]
+
+    def warm(self, job: Job, split_file: Path | None = None) -> None:
+        """Fill this Workspace with what `job` needs (dataset, folds, descriptor values, environment).
+
+        Called by an executor that forks a child per job, so the children inherit it all instead
+        of recomputing it per job. Failures are left for the job itself to report (as its record).
+        """
+        try:
+            self.environment()
+            torch_if_installed()  # imported once here, not in every child (~2 s each); no thread pool starts
+            loaded = self.load(job.task)
+            self.folds(loaded, job, self.reg.model(job.model).needs_validation, split_file)
+            if job.descriptors:
+                self.features(loaded, self.reg.descriptor(job.descriptors))
+        except (Exception, SystemExit) as exc:  # the child meets it again and records it
+            log.debug("preparing %s in the driver failed (%s); the job reports it", job.label(), _first_line(exc))
 
     def folds(self, loaded: LoadedTask, job: Job, needs_validation: bool, split_file: Path | None) -> list[Fold]:
         key = (job.protocol, job.seed, needs_validation, str(split_file or ""))
@@ -278,13 +297,102 @@ def model_context(job: Job, spec: ModelSpec, task: TaskSpec, data: Dataset, ctx:
     )
 
 
-def run_job(job: Job, ctx: RunContext, workspace: Workspace, *, split_file: Path | None = None) -> ResultRecord:
-    """Run one job through its stages and return its record (never raises for plugin failures).
+def recipe_differences(job: Job, spec: ModelSpec, task: TaskSpec) -> dict[str, Any]:
+    """The job's settings that differ from the model's own recipe for this task (empty: the recipe).
 
-    Raises `IncompatibleError` (before training) when the job cannot mean anything,
-    `DataUnavailableError` when the task's data is missing, and re-raises
-    `KeyboardInterrupt`. With `ctx.debug`, a failing job re-raises its exception.
+    The recipe is what `bench run -m MODEL -t TASK` resolves with no flags or config
+    (task-dependent defaults such as the pooling of an extensive target included),
+    plus the model's default descriptor set. Stored in the record, so a 3-epoch test
+    run is never presented as the model.
     """
+    from .runner import GridRequest, resolve_job_params  # the runner imports this module
+
+    try:
+        recipe = resolve_job_params(spec, task, GridRequest(models=[spec.name], tasks=[task.name]))
+    except CrystalbenchError:  # e.g. the default pooling is one this model lacks: the task has no recipe
+        return {"recipe": "none for this task"}
+    recipe = json.loads(json.dumps(recipe))
+    given = job.params  # already JSON-canonical (tuples as lists)
+    out = {k: given.get(k) for k in sorted(set(recipe) | set(given)) if recipe.get(k) != given.get(k)}
+    if job.descriptors != spec.descriptors:
+        out["descriptors"] = job.descriptors
+    return out
+
+
+def _adhoc_task_info(workspace: Workspace, task: TaskSpec) -> dict[str, Any]:
+    """For a task made from `bench run --data FILE` (not in the registry): the file's name, so a listed
+    command can say `--data FILE` instead of a task name that `-t` does not know."""
+    if task.name not in workspace.extra_tasks or task.name in workspace.reg.tasks or not task.source:
+        return {}
+    return {"data_file": Path(task.source).name}  # a --data task's source is its path; only the name is kept
+
+
+def run_job(job: Job, ctx: RunContext, workspace: Workspace, *, split_file: Path | None = None) -> ResultRecord:
+    """Run one job through its stages and return its record; a plugin failure at any stage is a failed record.
+
+    Preparing the job runs plugin code too (the task's loader, the descriptor set's
+    featurizer): what it raises, `SystemExit` included, becomes a failed record of this
+    job, so the grid goes on. Raises `IncompatibleError` (the job cannot mean anything),
+    `DataUnavailableError` (the task's data is missing) and `BadInputError` (the user's
+    input, e.g. a split file that does not match the data): user errors, one `error:`
+    line. A `KeyboardInterrupt` is the user's and stops the grid, except in a process
+    that ignores SIGINT (a job's child process, a worker), where only plugin code can
+    raise it: a failed record. With `ctx.debug`, every failure re-raises.
+    """
+    try:
+        return _run_stages(job, ctx, workspace, split_file=split_file)
+    except (IncompatibleError, DataUnavailableError, BadInputError):
+        raise
+    except KeyboardInterrupt:
+        if ctx.debug or not interrupts_are_plugins():
+            raise
+        return failed_record(job, _task_or_none(workspace, job.task), "plugin code raised KeyboardInterrupt "
+                             "(not a Ctrl-C: this process ignores those)", traceback.format_exc(limit=20))
+    except (Exception, SystemExit) as exc:
+        if ctx.debug:
+            raise
+        what = f"sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else _first_line(exc)
+        return failed_record(job, _task_or_none(workspace, job.task), f"preparing the job failed: {what}",
+                             traceback.format_exc(limit=20))
+
+
+def interrupts_are_plugins() -> bool:
+    """True in a process that ignores SIGINT: there a `KeyboardInterrupt` was raised by code, not by Ctrl-C."""
+    import signal
+
+    try:
+        return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    except ValueError:  # not the main thread
+        return False
+
+
+def _task_or_none(workspace: Workspace, name: str) -> TaskSpec | None:
+    try:
+        return workspace.task(name)
+    except CrystalbenchError:
+        return None
+
+
+def failed_record(job: Job, task: TaskSpec | None, error: str, tb: str | None = None,
+                  node: str | None = None) -> ResultRecord:
+    """The failed record of a job that produced none itself (its preparation raised, its process died)."""
+    return ResultRecord(
+        job=job,
+        status="failed",
+        error=error,
+        traceback=tb,
+        task_info={
+            "target": task.target if task else job.target, "unit": task.unit if task else "",
+            "task_type": task.task_type if task else "regression", "extensive": bool(task.extensive) if task else False,
+            "classes": None,
+        },
+        runtime={"device": job.device, **({"node": node} if node else {})},
+    )
+
+
+def _run_stages(job: Job, ctx: RunContext, workspace: Workspace, *, split_file: Path | None = None) -> ResultRecord:
+    """The stages of `run_job`: a failure of the model is a failed record here; what preparing the
+    job raises, and `KeyboardInterrupt`, reach `run_job`. With `ctx.debug`, a failing job re-raises."""
     task = workspace.task(job.task)
     spec = workspace.reg.model(job.model)
     dspec = workspace.reg.descriptor(job.descriptors) if job.descriptors else None
@@ -302,8 +410,11 @@ def run_job(job: Job, ctx: RunContext, workspace: Workspace, *, split_file: Path
         task_info={
             "target": task.target, "unit": task.unit, "task_type": task.task_type, "extensive": task.extensive,
             "classes": list(data.classes) if data.classes else None,
+            **_adhoc_task_info(workspace, task),
         },
         timings={"load": round(loaded.load_seconds, 4)},
+        non_default=recipe_differences(job, spec, task),
+        origin="tune" if ctx.options.get("origin") == "tune" else "run",
     )
     if dspec is not None and dspec.needs == "structure" and data.structures is None:
         check_compatible(spec, task, data, dspec, None, data.targets[fold_.train])

@@ -6,7 +6,7 @@ A suite is a list of `SuiteEntry` blocks; each block is exactly what one
 (`runner.plan_grid`): the same jobs, the same ids, the same resume.
 
 `suite_plan` lists a suite's jobs without loading any data (for `bench list
-suites` and tests): model, task, protocol, fold, seed and resolved
+suites`, `bench run --dry-run` and tests): model, task, protocol, fold, seed and resolved
 hyperparameters, with the same rules as the planner (a model that cannot run a
 task is left out, classification tasks are skipped for models without
 classification). What only the data can decide (a fingerprint, a missing file)
@@ -27,7 +27,7 @@ from .specs import SuiteEntry, SuiteSpec
 from .splits import n_folds
 from .stages import static_incompatibility
 
-__all__ = ["PlannedJob", "SuiteFilter", "suite_requests", "suite_plan"]
+__all__ = ["PlannedJob", "SuiteFilter", "suite_requests", "suite_plan", "request_plan", "plan_rows", "PLAN_COLUMNS"]
 
 
 @dataclass(frozen=True)
@@ -105,22 +105,44 @@ def suite_plan(reg: Registry, suite: SuiteSpec, flt: SuiteFilter | None = None) 
     out: list[PlannedJob] = []
     labelled = zip(suite_requests(reg, suite, flt), _kept_entries(reg, suite, flt or SuiteFilter()), strict=True)
     for req, entry in labelled:
-        for tname in req.tasks:
-            task = reg.tasks[tname]
-            protocol = req.protocol or task.protocol
-            folds = [f for f in range(n_folds(protocol)) if req.folds is None or f in req.folds]
-            for mname in req.models:
-                spec = reg.models[mname]
-                dname = req.descriptors or spec.descriptors
-                dspec = reg.descriptor(dname) if dname else None
-                if static_incompatibility(spec, task, dspec):
-                    continue
-                params = resolve_job_params(spec, task, req)
-                for seed in dict.fromkeys(req.seeds):
-                    for fold in folds:
-                        out.append(PlannedJob(mname, tname, protocol, fold, seed, params,
-                                              dspec.name if dspec else None, entry.label))
+        out += request_plan(reg, req, entry.label)
     return out
+
+
+def request_plan(reg: Registry, req: GridRequest, label: str = "") -> list[PlannedJob]:
+    """The jobs of one grid request, without loading data (`bench run --dry-run` for plain -m/-t grids)."""
+    out: list[PlannedJob] = []
+    tasks = {**{n: reg.tasks[n] for n in reg.match_tasks([t for t in req.tasks if t not in req.extra_tasks])},
+             **{n: t for n, t in req.extra_tasks.items()}}
+    for tname, task in tasks.items():
+        protocol = req.protocol or task.protocol
+        folds = [f for f in range(n_folds(protocol, req.split_file)) if req.folds is None or f in req.folds]
+        for mname in dict.fromkeys(reg.model(m).name for m in req.models):
+            spec = reg.models[mname]
+            dname = req.descriptors or spec.descriptors
+            dspec = reg.descriptor(dname) if dname else None
+            if static_incompatibility(spec, task, dspec):
+                continue
+            params = resolve_job_params(spec, task, req)
+            for seed in dict.fromkeys(req.seeds or [0]):
+                for fold in folds:
+                    out.append(PlannedJob(mname, tname, protocol, fold, seed, params,
+                                          dspec.name if dspec else None, label))
+    return out
+
+
+PLAN_COLUMNS = ["model", "task", "protocol", "fold", "seed", "pooling", "epochs", "descriptors", "label"]
+
+
+def plan_rows(plan: Sequence[PlannedJob]) -> list[dict[str, Any]]:
+    """One row per planned job: the settings a reader checks first (pooling, epochs), then every parameter.
+
+    A model without a readout or epochs shows "-" there, so a pin that did not reach a
+    model is visible rather than looking like a default.
+    """
+    return [{"model": p.model, "task": p.task, "protocol": p.protocol, "fold": p.fold, "seed": p.seed,
+             "pooling": p.params.get("pooling", "-"), "epochs": p.params.get("epochs", "-"),
+             "descriptors": p.descriptors or "", "label": p.label, "params": dict(p.params)} for p in plan]
 
 
 def _kept_entries(reg: Registry, suite: SuiteSpec, flt: SuiteFilter) -> list[SuiteEntry]:

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .claims import Claim, acquire, holder_of
 from .context import RunContext
 from .errors import BadInputError, CrystalbenchError
 from .executors.base import Executor
@@ -338,7 +339,57 @@ def tune(
     make_executor: Callable[[], Executor | None] = lambda: None,
     on_trial: Callable[[int, dict[str, Any], ResultRecord], None] | None = None,
 ) -> TuneSummary:
-    """Run (or continue) the search, then the final test run; see the module docstring."""
+    """Run (or continue) the search, then the final test run; see the module docstring.
+
+    One process runs a study at a time (a claim on ``study.lock``, as jobs are
+    claimed): a second `bench tune` of the same study is one error line naming the
+    first, and an unreadable ``study.db`` is one line saying what to do.
+    """
+    held: list[Claim] = []
+    try:
+        return _tune(reg, ctx, req, make_executor=make_executor, on_trial=on_trial, held=held)
+    except Exception as exc:
+        if not _storage_error(exc):
+            raise
+        db = held[0].path.with_name("study.db") if held else "study.db"
+        raise CrystalbenchError(
+            f"study database {db} cannot be used ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
+            "if it is damaged, move it aside and run the same command again (trials already run are reused "
+            "from their records)") from None
+    finally:
+        for claim in held:
+            claim.release()
+
+
+def _storage_error(exc: BaseException) -> bool:
+    """Whether `exc` comes from the study's SQL storage (a damaged or locked study.db), not from a trial."""
+    try:
+        import optuna
+        import sqlalchemy.exc
+    except ImportError:
+        return False
+    return isinstance(exc, (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError))
+
+
+def _lock_study(folder: Path, study_id: str, held: list[Claim]) -> None:
+    """Claim the study for this process, or say who is running it (two writers would ask the same points)."""
+    claim = acquire(folder / "study.lock", label=f"bench tune study {study_id}")
+    if claim is None:
+        who = holder_of(folder / "study.lock") or "another process"
+        raise CrystalbenchError(f"study {study_id} ({folder}) is being run by {who}; wait for it to finish, then run "
+                                "the same command to continue it")
+    held.append(claim)
+
+
+def _tune(
+    reg: Registry,
+    ctx: RunContext,
+    req: TuneRequest,
+    *,
+    make_executor: Callable[[], Executor | None],
+    on_trial: Callable[[int, dict[str, Any], ResultRecord], None] | None,
+    held: list[Claim],
+) -> TuneSummary:
     try:
         import optuna
     except ImportError:
@@ -357,6 +408,7 @@ def tune(
                        "space": req.space.digest, "sampler": req.sampler}, 12)
     folder = study_dir(ctx.results_dir, base, study_id)
     folder.mkdir(parents=True, exist_ok=True)
+    _lock_study(folder, study_id, held)
     split_path = folder / "split.json"
     test_ids = _trial_split(workspace, base, split_path)
     trial_ctx = ctx.with_(results_dir=folder / "trials")
@@ -364,7 +416,8 @@ def tune(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage_url = f"sqlite:///{(folder / 'study.db').absolute()}"
-    storage = optuna.storages.RDBStorage(storage_url)
+    # waits for the pruners of trials in worker processes instead of failing at once on "database is locked"
+    storage = optuna.storages.RDBStorage(storage_url, engine_kwargs={"connect_args": {"timeout": 60}})
     study = optuna.create_study(study_name=study_id, storage=storage, direction=direction, load_if_exists=True,
                                 sampler=_sampler(req.sampler, req.space, req.seed), pruner=_pruner(req.pruner))
     total = req.trials if req.space.grid_size is None else min(req.trials, req.space.grid_size)
@@ -404,7 +457,7 @@ def tune(
             return
         greqs = [req.grid(params, split_path) for _, params in runnable]
         jobs = [_single_job(reg, trial_ctx, greq, workspace) for greq in greqs]
-        options = dict(trial_ctx.options)
+        options = {**trial_ctx.options, "origin": "tune"}  # trial records say so (ResultRecord.origin)
         if req.pruner != "none":
             options["tuning"] = {"storage": storage_url, "study": study_id, "pruner": req.pruner,
                                  "trials": {job.id: trial._trial_id for job, (trial, _) in zip(jobs, runnable)}}

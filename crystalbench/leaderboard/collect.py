@@ -7,9 +7,18 @@ Rules that keep a leaderboard honest against odd or hostile result files:
 * a task's target, unit and type come from the registry (``units``) or the majority of
   its records (ties: the oldest), and any disagreement is kept as a `Conflict`;
 * a cell whose records carry a ``target leak:`` warning is flagged (``leak``);
+* each job counts once: further copies of a record (same job id) are left out and
+  listed in ``duplicates`` (`harness.validate.unique_records` picks the copy kept);
+* a column is headed by what the records say they are (`ResultRecord.display_model`):
+  the model's own recipe is headed by its name alone; any other configuration names
+  the settings that differ from the recipe (``de-cgcnn (epochs=3)``), and a tuning
+  trial says so, so a test run is never presented as the model;
 * a model run with several configurations (params, descriptors, device) on one row
   gets one column per configuration, labelled by the settings that differ, so no
-  configuration is ever silently dropped or merged.
+  configuration is ever silently dropped or merged;
+* ``±`` is the sample standard deviation (ddof=1) over folds × seeds, except in rows of
+  the matbench protocol, which show Matbench's own convention (numpy's std, ddof=0), so
+  they compare with matbench.materialsproject.org (`std_key`).
 
 Strings here are raw (only made one-line by `oneline`); each view escapes for its own format.
 """
@@ -19,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,18 +38,28 @@ from typing import Any
 import numpy as np
 
 from ..harness.metrics import METRICS, Metric, aggregate
-from ..harness.record import InvalidRecordError, ResultRecord
-from ..harness.results import ResultStore
+from ..harness.record import InvalidRecordError, ResultRecord, compact_value
+from ..harness.results import ResultStore, record_files
+from ..harness.splits import n_folds
 from ..harness.store import digest
+from ..harness.validate import unique_records
 
 __all__ = [
     "oneline", "scan", "scan_paths", "summarize", "collect", "fmt_stat", "fmt_num", "run_commands", "run_facts",
-    "run_fact_texts",
+    "run_fact_texts", "std_key", "STD_NOTE",
     "Summary", "Cell", "TaskLabel", "Conflict", "Entry", "LEAK_PREFIX",
 ]
 
 LEAK_PREFIX = "target leak:"
 _MAX_VALUE = 24
+STD_NOTE = ("± is the sample standard deviation (ddof=1) over folds × seeds; in matbench-protocol rows it is "
+            "Matbench's population standard deviation (numpy's default, ddof=0), as matbench.materialsproject.org "
+            "reports it")
+
+
+def std_key(protocol: str) -> str:
+    """Which aggregated std a row shows: Matbench's convention (ddof=0) for its protocol, else the sample std."""
+    return "std_ddof0" if protocol == "matbench" else "std"
 
 
 def oneline(text: object, limit: int | None = None) -> str:
@@ -70,6 +90,9 @@ class Entry:
     warnings: tuple[str, ...]
     record: ResultRecord = field(compare=False, repr=False)
     path: Path | None = field(default=None, compare=False)
+    display: str = ""  # the record's display_model: the model, plus how it differs from its recipe
+    recipe: bool = True  # the model's own recipe, from a `bench run`
+    origin: str = "run"
 
 
 @dataclass(frozen=True)
@@ -110,6 +133,8 @@ class Cell:
     folds: tuple[int, ...] = ()
     seeds: tuple[int, ...] = ()
     entries: list[Entry] = field(default_factory=list, repr=False)
+    recipe: bool = True  # the model's own recipe (see `ResultRecord.is_recipe`)
+    origin: str = "run"  # "tune": tuning trials, never shown as a row's best
 
     @property
     def runs(self) -> str:
@@ -130,6 +155,10 @@ class Summary:
     n_invalid: int = 0
     entries: list[Entry] = field(default_factory=list, repr=False)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    # (file, job id, the file of the copy that counts): further copies of one job, counted once
+    duplicates: list[tuple[Path | None, str, Path | None]] = field(default_factory=list)
+    # older records of a (fold, seed) already counted in its cell, made from other data or code: left out
+    superseded: int = 0
 
     def rows(self, task_type: str | None = None) -> list[tuple[str, str]]:
         """The sorted (task, protocol) rows, optionally of one task type."""
@@ -154,7 +183,7 @@ def _entry(rec: ResultRecord, path: Path | None) -> Entry:
         if value is not None and key not in settings:
             settings[key] = _value(value)
     config = digest({"params": job.params, "descriptors": [job.descriptors, job.descriptor_version],
-                     "device": job.device}, 12)
+                     "device": job.device, "non_default": rec.non_default, "origin": rec.origin}, 12)
     metrics = {
         key: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
         for key in METRICS
@@ -166,6 +195,7 @@ def _entry(rec: ResultRecord, path: Path | None) -> Entry:
         unit=oneline(info.get("unit") or ""), created=str(rec.created), fold=int(job.fold), seed=int(job.seed),
         metrics=metrics, leak=any(isinstance(w, str) and w.startswith(LEAK_PREFIX) for w in rec.warnings),
         warnings=tuple(oneline(w, 300) for w in rec.warnings), record=rec, path=path,
+        display=oneline(rec.display_model, 200), recipe=rec.is_recipe, origin=str(rec.origin),
     )
 
 
@@ -202,27 +232,37 @@ def _label_tasks(entries: list[Entry], units: Mapping[str, str] | None) -> dict[
 
 
 def _columns(cells: dict[tuple[str, str, str, str], list[Entry]]) -> dict[tuple[str, str, str, str], str]:
-    """Column label per (task, protocol, model, config): the model name, plus the settings that differ."""
+    """Column label per (task, protocol, model, config): the records' `display` (the model, plus how it differs
+    from its recipe), plus the settings that differ between configurations which would otherwise share it."""
     groups: dict[tuple[str, str, str], list[dict[str, str]]] = defaultdict(list)
-    for (task, protocol, model, _), group in cells.items():
-        groups[(task, protocol, model)].append(group[0].settings)
+    for (task, protocol, _, _), group in cells.items():
+        groups[(task, protocol, group[0].display)].append(group[0].settings)
     varying: dict[str, set[str]] = defaultdict(set)
-    for (_, _, model), configs in groups.items():
+    for (_, _, display), configs in groups.items():
         for name in set().union(*configs):
             if len({c.get(name) for c in configs}) > 1:
-                varying[model].add(name)
+                varying[display].add(name)
     out: dict[tuple[str, str, str, str], str] = {}
     for key, group in cells.items():
-        model, settings = key[2], group[0].settings
-        shown = [f"{k}={settings[k]}" for k in sorted(varying[model]) if k in settings]
-        out[key] = f"{model} ({', '.join(shown)})" if shown else model
+        display, settings = group[0].display, group[0].settings
+        shown = [f"{k}={settings[k]}" for k in sorted(varying[display]) if k in settings]
+        out[key] = _with_settings(display, shown)
     seen: dict[tuple[str, str, str], list[tuple[str, str, str, str]]] = defaultdict(list)
     for cfg, label in out.items():
         seen[(cfg[0], cfg[1], label)].append(cfg)
     for clash in (cfgs for cfgs in seen.values() if len(cfgs) > 1):  # truncation or odd values made labels equal
         for cfg in clash:
-            out[cfg] = f"{out[cfg].removesuffix(')')}{', ' if out[cfg].endswith(')') else ' ('}config {cfg[3][:6]})"
+            out[cfg] = _with_settings(out[cfg], [f"config {cfg[3][:6]}"])
     return out
+
+
+def _with_settings(label: str, shown: list[str]) -> str:
+    """``model (a=1)`` + [b=2] -> ``model (a=1, b=2)``; ``model`` + [b=2] -> ``model (b=2)``."""
+    if not shown:
+        return label
+    if label.endswith(")") and " (" in label:
+        return f"{label[:-1]}, {', '.join(shown)})"
+    return f"{label} ({', '.join(shown)})"
 
 
 def _checked(pairs: Iterable[tuple[Path | None, ResultRecord]], check: bool) -> Iterator[tuple[bool, Entry | None]]:
@@ -256,9 +296,16 @@ def _summarize(pairs: Iterable[tuple[Path | None, ResultRecord]], units: Mapping
                check: bool) -> Summary:
     entries: list[Entry] = []
     summary = Summary(cells={}, columns=[], tasks={})
-    for valid, entry in _checked(pairs, check):
+    pairs = list(pairs)
+    checked = list(_checked(pairs, check))
+    _, dupes = unique_records(pair for pair, (valid, _) in zip(pairs, checked) if valid)
+    copies = {id(rec) for _, rec, _ in dupes}  # valid further copies of a job already counted
+    summary.duplicates = [(path, rec.job_id, first) for path, rec, first in dupes]
+    for (_, rec), (valid, entry) in zip(pairs, checked):
         if not valid:
             summary.n_invalid += 1
+        elif id(rec) in copies:
+            continue
         elif entry is None:
             summary.n_failed += 1
         else:
@@ -271,6 +318,9 @@ def _summarize(pairs: Iterable[tuple[Path | None, ResultRecord]], units: Mapping
             groups[(e.task, e.protocol, e.model, e.config)].append(e)
     labels = _columns(groups)
     for key, group in groups.items():
+        before = len(group)
+        group[:] = _newest_per_run(group)
+        summary.superseded += before - len(group)
         group.sort(key=lambda e: (e.fold, e.seed, e.created))
         with np.errstate(all="ignore"):
             stats = aggregate(e.metrics for e in group)
@@ -279,9 +329,22 @@ def _summarize(pairs: Iterable[tuple[Path | None, ResultRecord]], units: Mapping
             settings=group[0].settings, metrics=stats, n=len(group), leak=any(e.leak for e in group),
             warnings=sorted({w for e in group for w in e.warnings}),
             folds=tuple(sorted({e.fold for e in group})), seeds=tuple(sorted({e.seed for e in group})), entries=group,
+            recipe=group[0].recipe, origin=group[0].origin,
         )
     summary.columns = sorted({c.column for c in summary.cells.values()}, key=_column_order)
     return summary
+
+
+def _newest_per_run(group: list[Entry]) -> list[Entry]:
+    """One entry per (fold, seed): the newest. A cell's configuration leaves out the data and code
+    fingerprints, so after a data update or a new model version the old and the new record of one
+    seed would otherwise both count (n=2 for one run); the newer one stands for that run."""
+    newest: dict[tuple[int, int], Entry] = {}
+    for e in group:
+        key = (e.fold, e.seed)
+        if key not in newest or e.created > newest[key].created:
+            newest[key] = e
+    return list(newest.values())
 
 
 def summarize(records: Iterable[ResultRecord], *, units: Mapping[str, str] | None = None, check: bool = True) -> Summary:
@@ -318,7 +381,7 @@ def scan_paths(results_dir: Path) -> tuple[list[tuple[Path, ResultRecord]], list
             return records, skipped
         except Exception:  # noqa: BLE001 - fall back to file by file below
             pass
-        for path in sorted(root.rglob("*.json")):
+        for path in record_files(root):
             if path in seen or any(part.startswith(".") for part in path.relative_to(root).parts):
                 continue
             try:
@@ -359,18 +422,21 @@ def fmt_num(x: float, metric: Metric | None = None) -> str:
     return f"{x:.3f}" if abs(x) < 1e5 else f"{x:.3e}"
 
 
-def fmt_stat(stat: Mapping[str, Any] | None, metric: Metric) -> tuple[str, str] | None:
-    """(mean, std) of an aggregated metric, the std with the mean's decimals; None when there is no value."""
+def fmt_stat(stat: Mapping[str, Any] | None, metric: Metric, std: str = "std") -> tuple[str, str] | None:
+    """(mean, std) of an aggregated metric, the std with the mean's decimals; None when there is no value.
+
+    std: which standard deviation, "std" (ddof=1) or "std_ddof0" (Matbench's; see `std_key`).
+    """
     stat = stat or {}
-    mean, std = stat.get("mean"), stat.get("std")
+    mean, spread = stat.get("mean"), stat.get(std, stat.get("std"))
     if not isinstance(mean, (int, float)) or not math.isfinite(mean):
         return None
     m = fmt_num(float(mean), metric)
-    std = float(std) if isinstance(std, (int, float)) and math.isfinite(std) else 0.0
+    sd = float(spread) if isinstance(spread, (int, float)) and math.isfinite(spread) else 0.0
     if "e" in m or "." not in m:
-        s = fmt_num(std, metric) if "e" in m else f"{std:.0f}"
+        s = fmt_num(sd, metric) if "e" in m else f"{sd:.0f}"
     else:
-        s = f"{std:.{len(m.partition('.')[2])}f}"
+        s = f"{sd:.{len(m.partition('.')[2])}f}"
     return m, s
 
 
@@ -378,46 +444,128 @@ def fmt_stat(stat: Mapping[str, Any] | None, metric: Metric) -> tuple[str, str] 
 
 
 _SAFE_ARG = re.compile(r"[A-Za-z0-9_.+:,-]{1,80}")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]{1,80}")
+_FLAG_PARAMS = ("epochs", "pooling")  # hyperparameters `bench run` takes as flags
+_HEREDOC = "EOF"  # no line of the TOML written below can equal it: each is `[table]` or `key = value`
 
 
 def _arg(value: object) -> str:
-    """A command-line argument taken from a record, or ``'?'`` when it is not a plain word (never shell syntax)."""
+    """A command-line argument taken from a record: as is when a plain word, shell-quoted when printable text
+    up to 80 characters, else ``'?'`` (never shell syntax, never a line break)."""
     s = str(value)
-    return s if _SAFE_ARG.fullmatch(s) else "'?'"
+    if _SAFE_ARG.fullmatch(s):
+        return s
+    return shlex.quote(s) if s and len(s) <= 80 and s.isprintable() else "'?'"
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key)
+
+
+def _toml_value(value: Any) -> str | None:
+    """`value` as a one-line TOML value (None: TOML has no form for it, e.g. null)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        return json.dumps(value).replace("\x7f", "\\u007f")  # JSON escapes are TOML escapes; DEL must be too
+    if isinstance(value, list):
+        items = [_toml_value(v) for v in value]
+        return None if None in items else "[" + ", ".join(items) + "]"  # type: ignore[arg-type]
+    if isinstance(value, dict):
+        pairs = [(_toml_key(str(k)), _toml_value(v)) for k, v in value.items()]
+        return None if any(v is None for _, v in pairs) else "{" + ", ".join(f"{k} = {v}" for k, v in pairs) + "}"
+    return None
+
+
+def _config_params(rec: ResultRecord) -> dict[str, Any]:
+    """The hyperparameters a command must set through `--config`: those differing from the model's recipe
+    (all of them for a record that never compared itself with the recipe), except the ones with flags."""
+    params = dict(rec.job.params)
+    chosen = params if rec.origin == "unknown" else {k: params[k] for k in rec.non_default if k in params}
+    return {k: v for k, v in sorted(chosen.items()) if k not in _FLAG_PARAMS}
+
+
+def _config_lines(model: str, params: Mapping[str, Any]) -> tuple[str, ...]:
+    """The TOML `[model]` table of `params`, one line each (a value TOML cannot hold becomes a comment)."""
+    if not params:
+        return ()
+    lines = [f"[{_toml_key(model)}]"]
+    for key, value in params.items():
+        text = _toml_value(value)
+        lines.append(f"{_toml_key(key)} = {text}" if text is not None else
+                     f"# {oneline(key, 80)} = {oneline(compact_value(value), 80)}: not expressible in TOML")
+    return tuple(lines)
+
+
+def _task_args(e: Entry) -> tuple[tuple[str, ...], str | None]:
+    """How a command names the entry's data: ``-t TASK`` (grouped with other tasks), or, for a `bench run
+    --data FILE` task, the `--data` flags that rebuild it (a line of its own: the task key is returned)."""
+    info = e.record.task_info
+    data_file = info.get("data_file")
+    if not isinstance(data_file, str) or not data_file:
+        return (), None
+    args = ["--data", _arg(data_file), "--target", _arg(e.record.job.target)]
+    if e.task_type == "classification":
+        args.append("--classification")
+    return tuple(args), e.task
+
+
+def _flags(e: Entry) -> tuple[str, ...]:
+    job = e.record.job
+    flags: list[str] = ["--protocol", _arg(e.protocol)] if e.protocol else []
+    for name in _FLAG_PARAMS:
+        value = job.params.get(name)
+        if isinstance(value, (int, str)) and not isinstance(value, bool):
+            flags += [f"--{name}", _arg(value)]
+    if job.descriptors:
+        flags += ["--descriptors", _arg(job.descriptors)]
+    if job.device and job.device != "cpu":
+        flags += ["--device", _arg(job.device)]
+    if job.split_source:
+        flags += ["--split-file", _arg(f"split-{job.split_source[:12]}.json")]
+    return tuple(flags)
+
+
+def _flag(flags: tuple[str, ...], name: str) -> str | None:
+    return flags[flags.index(name) + 1] if name in flags[:-1] else None
 
 
 def run_commands(summary: Summary, limit: int = 40) -> list[str]:
-    """`bench run` lines that recreate the shown records (one per model, protocol and flag set).
+    """Shell lines that recreate the shown records: one `bench run` per model, data, flag set and configuration.
 
-    Hyperparameters other than epochs/pooling are not flags: they are listed per configuration
-    (and need `--config`); each record file holds them in full.
+    Pasted into a shell (where the data is), each command reproduces its column: the same job ids.
+    Hyperparameters that differ from the model's recipe and have no flag (a tuned run's `lr`...)
+    follow as TOML on standard input (``--config /dev/stdin <<'EOF'``), so the command needs no
+    file; a `bench run --data` task is named by its file and target, not by its generated task
+    name (which `-t` does not know); a run on a user `--split-file` names the file by its checksum.
+    Every value from a record is quoted or replaced by ``'?'`` (`_arg`), never run as shell syntax.
     """
-    groups: dict[tuple[str, ...], dict[str, set[Any]]] = defaultdict(lambda: {"tasks": set(), "seeds": set(), "folds": set()})
+    groups: dict[tuple[Any, ...], dict[str, set[Any]]] = defaultdict(
+        lambda: {"tasks": set(), "seeds": set(), "folds": set()})
     for e in summary.entries:
-        job = e.record.job
-        params = dict(job.params)
-        flags: list[str] = []
-        if e.protocol:
-            flags += ["--protocol", e.protocol]
-        for name in ("epochs", "pooling"):
-            if name in params and isinstance(params[name], (int, str)) and not isinstance(params[name], bool):
-                flags += [f"--{name}", _arg(params[name])]
-        if job.descriptors:
-            flags += ["--descriptors", _arg(job.descriptors)]
-        if job.device and job.device != "cpu":
-            flags += ["--device", _arg(job.device)]
-        g = groups[(e.model, *flags)]
+        data_args, own_task = _task_args(e)
+        config = _config_lines(e.model, _config_params(e.record))
+        g = groups[(e.model, own_task or "", data_args, _flags(e), config)]
         g["tasks"].add(e.task)
         g["seeds"].add(e.seed)
         g["folds"].add(e.fold)
-    lines = []
-    for (model, *flags), g in sorted(groups.items()):
-        parts = ["bench run", "-m", model, *(x for t in sorted(g["tasks"]) for x in ("-t", t)), *flags]
+    blocks = []
+    for key, g in sorted(groups.items()):
+        model, _, data_args, flags, config = key
+        tasks = data_args or tuple(x for t in sorted(g["tasks"]) for x in ("-t", _arg(t)))
+        parts = ["bench run", "-m", _arg(model), *tasks, *flags]
         parts += [x for s in sorted(g["seeds"]) for x in ("--seed", str(s))]
-        if g["folds"] != {0}:
-            parts += ["--folds", ",".join(str(f) for f in sorted(g["folds"]))]
-        lines.append(oneline(" ".join(parts), 400))
-    return lines[:limit] + ([f"… and {len(lines) - limit} more"] if len(lines) > limit else [])
+        if "--split-file" in flags or g["folds"] != set(range(n_folds(_flag(flags, "--protocol") or ""))):
+            parts += ["--folds", ",".join(str(f) for f in sorted(g["folds"]))]  # not every fold of the protocol
+        if config:
+            parts += ["--config", "/dev/stdin", f"<<'{_HEREDOC}'"]
+        blocks.append([oneline(" ".join(parts)), *(oneline(line) for line in config), *([_HEREDOC] if config else [])])
+    lines = [line for block in blocks[:limit] for line in block]
+    return lines + ([f"# … and {len(blocks) - limit} more"] if len(blocks) > limit else [])
 
 
 def run_facts(summary: Summary) -> dict[str, dict[str, int]]:

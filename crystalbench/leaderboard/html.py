@@ -29,10 +29,19 @@ from urllib.parse import quote
 from ..harness.errors import CrystalbenchError
 from ..harness.metrics import Metric, metrics_for
 from ..harness.results import ResultStore
-from ..harness.store import atomic_write
+from ..harness.store import OutputError, atomic_copy, atomic_write, is_regular_file
 from . import figures, plots
-from .collect import Cell, Entry, Summary, fmt_num, fmt_stat, oneline, run_commands, run_fact_texts
-from .markdown import LEAK_MARK, LEAK_NOTE, NOTE_MARK, TABLE_METRICS, best_columns, conflict_note, metric_heading
+from .collect import STD_NOTE, Cell, Entry, Summary, fmt_num, fmt_stat, oneline, run_commands, run_fact_texts, std_key
+from .markdown import (
+    LEAK_MARK,
+    LEAK_NOTE,
+    NOTE_MARK,
+    RECIPE_NOTE,
+    TABLE_METRICS,
+    best_columns,
+    conflict_note,
+    metric_heading,
+)
 
 __all__ = ["build_site", "check_site_dir", "h", "SITE_MARKER"]
 
@@ -144,7 +153,7 @@ class _Site:
     def cell_html(self, cell: Cell | None, metric: Metric, bold: bool) -> str:
         if cell is None:
             return '<td class="num"></td>'
-        stat = fmt_stat(cell.metrics.get(metric.key), metric)
+        stat = fmt_stat(cell.metrics.get(metric.key), metric, std_key(cell.protocol))
         mean = (cell.metrics.get(metric.key) or {}).get("mean")
         if stat is None:
             text, sort = "–", ""
@@ -161,9 +170,8 @@ class _Site:
         store = ResultStore(self.out / "results")
         for e in self.s.entries:
             dest = store.path(e.record.job)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if e.path is not None and Path(e.path).is_file():
-                shutil.copyfile(e.path, dest)
+            if e.path is not None and is_regular_file(Path(e.path)):
+                atomic_copy(Path(e.path), dest)  # a full disk leaves no truncated copy
             else:
                 atomic_write(dest, e.record.to_json(), fsync=False)
             self.record_href[id(e)] = "/".join(quote(p, safe="") for p in dest.relative_to(self.out).parts)
@@ -203,11 +211,14 @@ class _Site:
     def index(self) -> None:
         s = self.s
         left = ([f"{s.n_failed} failed job(s) not shown"] if s.n_failed else []) + (
-            [f"{s.n_invalid} invalid result file(s) skipped"] if s.n_invalid else [])
+            [f"{s.n_invalid} invalid result file(s) skipped"] if s.n_invalid else []) + (
+            [f"{len(s.duplicates)} further copies of already counted jobs left out"] if s.duplicates else []) + (
+            [f"{s.superseded} older record(s) of a counted run left out (other data or code)"]
+            if s.superseded else [])
         parts = [f"<p>{s.n_ok} successful result(s){' (' + h('; '.join(left)) + ')' if left else ''}. "
                  f"Cells: mean ± std over folds and seeds, <small>n=F×S</small> = F folds × S seeds; "
-                 f"best per row in <strong>bold</strong>; {LEAK_MARK} target leak; {NOTE_MARK} records disagree. "
-                 "Click a column header to sort.</p>"]
+                 f"{h(STD_NOTE)}. Best per row in <strong>bold</strong>; {LEAK_MARK} target leak; {NOTE_MARK} records "
+                 f"disagree. {h(RECIPE_NOTE)} Click a column header to sort.</p>"]
         if not s.cells:
             parts.append("<p><em>No successful results yet.</em></p>")
         parts += [self.metric_table(m, "") for m in TABLE_METRICS]
@@ -218,6 +229,10 @@ class _Site:
         if s.skipped:
             parts.append("<h2>Skipped result files</h2><ul>" + "".join(
                 f"<li><code>{h(p)}</code>: {h(why)}</li>" for p, why in s.skipped[:200]) + "</ul>")
+        if s.duplicates:
+            parts.append("<h2>Copies left out (each job counts once)</h2><ul>" + "".join(
+                f"<li><code>{h(p)}</code>: job {h(job)}, counted from <code>{h(first)}</code></li>"
+                for p, job, first in s.duplicates[:200]) + "</ul>")
         parts.append(self.footer_html())
         self.page("index.html", self.title, "\n".join(parts), depth=0)
 
@@ -225,9 +240,10 @@ class _Site:
         if not self.s.entries:
             return ""
         items = [f"<li>{h(key)}: {h(text, 600)}</li>" for key, text in run_fact_texts(self.s).items()]
-        commands = "\n".join(h(c, 500) for c in run_commands(self.s))
-        return ("<h2>How these results were made</h2><p>The runs behind the tables (other hyperparameters: see each "
-                f"model's page, set with <code>--config</code>):</p><pre><code>{commands}</code></pre>"
+        commands = "\n".join(h(c, None) for c in run_commands(self.s))
+        return ("<h2>How these results were made</h2><p>Each command, pasted into a shell where the data is, "
+                "recomputes its column (the same job ids); hyperparameters that differ from the model's recipe "
+                f"follow as TOML on standard input:</p><pre><code>{commands}</code></pre>"
                 f"<ul>{''.join(items)}</ul>")
 
     def task_page(self, task: str) -> None:
@@ -326,7 +342,7 @@ class _Site:
         parts.append("<h2>Results</h2><ul>")
         for c in sorted(cells, key=lambda c: (c.task, c.protocol, c.column)):
             metric = TABLE_METRICS[0] if self.s.tasks[c.task].task_type == "regression" else TABLE_METRICS[-1]
-            stat = fmt_stat(c.metrics.get(metric.key), metric)
+            stat = fmt_stat(c.metrics.get(metric.key), metric, std_key(c.protocol))
             value = f"{metric.label} {stat[0]} ± {stat[1]}" if stat else "–"
             files = ", ".join(_a(up + self.record_href[id(e)], f"fold {e.fold} seed {e.seed}")
                              for e in c.entries if id(e) in self.record_href)
@@ -382,7 +398,7 @@ class _Site:
         atomic_write(self.out / "assets" / "style.css", CSS.lstrip(), fsync=False)
         if self.no_plots is None:
             try:
-                shutil.copyfile(plots.plotly_js(), self.out / "assets" / "plotly.min.js")
+                atomic_copy(plots.plotly_js(), self.out / "assets" / "plotly.min.js")
             except OSError as exc:
                 self.no_plots = f"plotly.js could not be copied ({exc})"
         self.copy_results()
@@ -434,6 +450,11 @@ def check_site_dir(out: Path) -> Path:
     return out
 
 
+def _within(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(strict=False), folder.resolve(strict=False)
+    return path == folder or folder in path.parents
+
+
 def build_site(summary: Summary, out: Path, *, title: str = "crystalbench leaderboard",
                models: Mapping[str, Mapping[str, Any]] | None = None, with_plots: bool = True) -> Path:
     """Write the site for `summary` into directory `out`; return its index.html.
@@ -442,6 +463,10 @@ def build_site(summary: Summary, out: Path, *, title: str = "crystalbench leader
     with_plots: False skips pymatviz (faster; pages say plots are off).
     """
     out = check_site_dir(out)
+    for e in summary.entries:  # rebuilding a site from its own results/ would delete what it reads
+        if e.path is not None and _within(Path(e.path), out):
+            raise OutputError(f"--html {out} holds the result files this site is built from ({e.path}); "
+                              "build it into another directory")
     if out.is_dir() and any(out.iterdir()):
         for sub in ("tasks", "models", "results"):  # stale pages/records of a previous build must not linger
             if (out / sub).is_dir():

@@ -95,13 +95,18 @@ def select_tasks(
     Raises BadInputError naming what is wrong: a task that is not Matbench, no
     matbench-protocol records (e.g. run with the paper protocol), missing or
     failed folds, or several candidate runs (different seeds or hyperparameters)
-    without `seed` choosing one.
+    without `seed` choosing one. Copies of one record (the same job id) count once.
     """
     known = set(matbench_tasks)
     for name in tasks:
         if name not in known:
             raise BadInputError(f"{name!r} is not a Matbench v0.1 task; only matbench_* tasks can be exported")
-    mine = [r for r in records if r.model == model]
+    mine: list[ResultRecord] = []
+    seen: set[str] = set()  # each job once: a copied record file must not stand for two folds or runs
+    for r in records:
+        if r.model == model and r.job_id not in seen:
+            seen.add(r.job_id)
+            mine.append(r)
     if not mine:
         raise BadInputError(f"no records of model {model!r} in the results directory")
     wanted = list(tasks) or sorted({r.task for r in mine if r.task in known})

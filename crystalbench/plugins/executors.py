@@ -2,7 +2,8 @@
 
 Options (`bench run` flags, passed as the factory's `options` mapping):
 
-    workers       local: worker processes (1: run in this process, as always);
+    workers       local: worker processes (1: one job at a time, each in a child process forked
+                  from this one; in this process with --debug);
                   ray without an address: CPUs of the local Ray instance (default: all cores)
     address       ray: None starts a local instance; "auto" or "ray://host:10001" joins a cluster
     cpus_per_job  ray: CPUs Ray reserves for each job (default 1; fractional allowed)
@@ -35,8 +36,8 @@ def make_local(ctx: RunContext, options: Mapping[str, Any]) -> Any:
     workers = 1 if options.get("workers") is None else int(options["workers"])
     if workers < 1:
         raise BadInputError(f"--workers must be at least 1 (got {workers})")
-    if workers == 1:
-        return SequentialExecutor()
+    if workers == 1:  # each job in a forked child, so plugin code cannot end the grid; --debug: in-process
+        return SequentialExecutor(isolate=not ctx.debug)
     return ProcessExecutor(workers)
 
 

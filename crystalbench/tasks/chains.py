@@ -7,6 +7,10 @@ seed (no data directory needed) and cached on disk as NPZ:
 - ``chain1d_long``   : one chain of n in [37, 51) atoms per cell
 - ``chain1d_short_double`` / ``chain1d_long_double`` : two parallel chains of
   n atoms each in one cell, sharing the period a
+- ``chain1d_short_mixed`` / ``chain1d_long_mixed`` (Fig. S3): the first 700
+  single and the first 700 double chains of the same lengths, ids unchanged;
+  1,400 like the others, so mixing is the only difference from the pure tasks
+  (the paper gives no size for its mixed sets)
 
 The generated coordinates are cached as NPZ in the ``chains`` `Store` of the
 run's cache directory (a corrupt entry is discarded and regenerated) and the
@@ -52,8 +56,9 @@ parameters, the volume or the density is flagged.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -67,7 +72,7 @@ from .readers import cache_write, process_memo
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-__all__ = ["CHAIN_TASKS", "generate_chains", "chain_structure", "load_chains", "bench_tasks"]
+__all__ = ["CHAIN_TASKS", "MIXED_TASKS", "generate_chains", "chain_structure", "load_chains", "bench_tasks"]
 
 GENERATOR_VERSION = "1"
 N_STRUCTURES = 1400
@@ -86,7 +91,12 @@ CHAIN_TASKS: dict[str, tuple[int, int, bool, int]] = {
     "chain1d_short_double": (2, 9, True, 1003),
     "chain1d_long_double": (37, 51, True, 1004),
 }
-_DATASETS = process_memo(len(CHAIN_TASKS))
+# Fig. S3: name -> (single-chain task, double-chain task), half of each
+MIXED_TASKS: dict[str, tuple[str, str]] = {
+    "chain1d_short_mixed": ("chain1d_short", "chain1d_short_double"),
+    "chain1d_long_mixed": ("chain1d_long", "chain1d_long_double"),
+}
+_DATASETS = process_memo(len(CHAIN_TASKS) + len(MIXED_TASKS))
 
 
 def _candidates(rng: np.random.Generator, n: int, batch: int) -> np.ndarray:
@@ -216,8 +226,24 @@ def _build(name: str, ctx: RunContext) -> Dataset:
     )
 
 
+def _build_mixed(name: str, ctx: RunContext) -> Dataset:
+    """Half single, half double chains: the first N/2 of each pure task, in that order."""
+    single, double = (load_chains(part, ctx) for part in MIXED_TASKS[name])
+    half = np.arange(N_STRUCTURES // 2)
+    a, b = single.subset(half), double.subset(half)
+    return Dataset(
+        ids=a.ids + b.ids,
+        targets=np.concatenate([a.targets, b.targets]),
+        structures=(a.structures or ()) + (b.structures or ()),
+        name=name,
+        meta={"generator_version": GENERATOR_VERSION, "parts": list(MIXED_TASKS[name]), "per_part": len(half)},
+    )
+
+
 def load_chains(name: str, ctx: RunContext) -> Dataset:
     """The Dataset of one chain task (ids `<name>-0000`...; target a in A), built once per process."""
+    if name in MIXED_TASKS:
+        return _DATASETS.get(name, lambda: _build_mixed(name, ctx))
     return _DATASETS.get(name, lambda: _build(name, ctx))
 
 
@@ -256,10 +282,38 @@ def _spec(name: str) -> TaskSpec:
             f"Descriptor models do not see {', '.join(LEAKY_COLUMNS)} (they encode a directly given natoms)."
         ),
         group="chains",
+        **_paper_fields(double),
+    )
+
+
+def _paper_fields(double: bool) -> dict[str, Any]:
+    """How the data relates to the paper's: its recipe, its count for single chains, none for double ones."""
+    return {
+        "source_short": "generated (paper's recipe)" if not double else "generated (our recipe)",
+        "data_relation": "generated",
+        "paper_count": None if double else N_STRUCTURES,
+        "paper_data": "the paper's Suppl. 9 generator; 1,400 per set (the paper: 1,400, each or in total)"
+        if not double else "the paper gives no recipe or size for double chains (Fig. 3d, S3): ours, see the module",
+    }
+
+
+def _mixed_spec(name: str) -> TaskSpec:
+    single, double = MIXED_TASKS[name]
+    base = _spec(single)
+    return replace(
+        base,
+        name=name,
+        load=lambda ctx: load_chains(name, ctx),
+        source=f"generated: the first {N_STRUCTURES // 2} of {single} and of {double}",
+        description=(
+            f"Period a of single and double carbon chains mixed half and half ({single}, {double}; paper Fig. S3). "
+            f"Descriptor models do not see {', '.join(LEAKY_COLUMNS)}."
+        ),
+        **_paper_fields(True),
     )
 
 
 @hookimpl
 def bench_tasks() -> list[TaskSpec]:
-    """The four chain tasks (no data directory needed)."""
-    return [_spec(name) for name in CHAIN_TASKS]
+    """The six chain tasks (no data directory needed)."""
+    return [_spec(name) for name in CHAIN_TASKS] + [_mixed_spec(name) for name in MIXED_TASKS]

@@ -255,6 +255,8 @@ def _spec(name: str) -> TaskSpec:
         license=_MB_LICENSE + "data: " + lic,
         description=f"Matbench v0.1 {name} ({'composition only' if kind == 'composition' else 'structures'}, {ttype}).",
         group="matbench",
+        source_short="Matbench v0.1",
+        paper_data="not a task of the paper (data_relation empty)",
     )
 
 

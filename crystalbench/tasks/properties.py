@@ -229,8 +229,15 @@ def _element_counts(species: Sequence[str]) -> dict[str, int]:
     return counts
 
 
+def _mag_divisor(kind: str, comp: Any, rec: dict[str, Any]) -> float:
+    """MP's total magnetization is per (primitive) cell: divide by formula units, sites, or nothing."""
+    if kind == "mag_fu":
+        return float(comp.get_reduced_composition_and_factor()[1])
+    return float(len(rec["species"])) if kind == "mag_atom" else 1.0
+
+
 def _mp_join(kind: str) -> Builder:
-    """band gap / |total magnetization| (per f.u. or per atom) from mp_nostruct joined with local structures."""
+    """band gap / |total magnetization| (per f.u., per atom or per cell) from mp_nostruct joined with local structures."""
 
     def build(ctx: RunContext) -> _Rows:
         from pymatgen.core import Composition
@@ -256,8 +263,7 @@ def _mp_join(kind: str) -> Builder:
                 if kind == "band_gap":
                     values[k] = np.nan if gap is None else gap
                 elif mag is not None:
-                    per = comp.get_reduced_composition_and_factor()[1] if kind == "mag_fu" else len(rec["species"])
-                    values[k] = abs(mag) / per
+                    values[k] = abs(mag) / _mag_divisor(kind, comp, rec)
         checks = [("mp-id not in mp_nostruct", no_label), ("formula differs between structure and label", mismatch)]
         return _select(t, np.where(no_label, 0.0, values), checks)
 
@@ -385,7 +391,69 @@ PROPERTY_TASKS: tuple[_Prop, ...] = (
        extensive=True),
     _p("magnetization_per_atom", "|total magnetization| per atom", "muB/atom", _MP, _mp_join("mag_atom"), 7773,
        _SRC_MP_JOIN, _LIC_AUTOMATMINER, "magnetization per site instead of per formula unit (paper Table 2)."),
+    _p("magnetization_per_cell", "|total magnetization| per cell", "muB/cell", _MP, _mp_join("mag_cell"), 7773,
+       _SRC_MP_JOIN, _LIC_AUTOMATMINER,
+       "MP total magnetization of the primitive cell, absolute value, not normalised (paper Table 2, sum pooling).",
+       extensive=True),
 )
+
+# How each task's data relates to the paper's (TaskSpec.source_short, data_relation, paper_count,
+# paper_data; docs/paper.md). The paper gives each property's coverage as a share of the ~140k
+# materials of Materials Project V2021.03.22 (Table S1); its counts here are that share x 140,000,
+# except where the authors' own files give the number (U, Cv: 1,512; log kappa: 2,668).
+_MP_PAPER = "paper: MP V2021.03.22"
+_SHARE = {"all": 140_000, "elastic": 13_300, "piezo": 3_360, "dielectric": 7_280, "phonon": 1_512}
+_MP2018 = ("MP 2018 labels + structures", "subset", _SHARE["all"],
+           f"{_MP_PAPER}, all ~140,000 materials; ours: the 7,773 mp-ids with a local structure (6%)")
+_MAG_NOTE = "; ours take |M| (MP reports signed values, 114 below -0.01 muB)"
+_GONG_PHONON = ("Gong 2023 labels + Petretto", "paper", _SHARE["phonon"],
+                "the authors' labels and train/test split; 9 of their 1,512 mp-ids lack a Petretto structure")
+_ELASTIC = ("MP elasticity 2015", "subset", _SHARE["elastic"],
+            f"{_MP_PAPER}, ~13,300 elastic entries; ours: the 1,181 stable ones of the 2015 release (9%)")
+_DIELECTRIC = ("MP DFPT 2017 (Petousis)", "subset", _SHARE["dielectric"],
+               f"{_MP_PAPER}, ~7,280 dielectric entries; ours: the 1,056 of the 2017 release (15%)")
+_MACE_EPS = ("MP DFPT 2025 (MACE-Field)", "substitute", _SHARE["dielectric"],
+             "a 2025 MP DFPT set without material ids, standing in for the paper's ~7,280 entries")
+_PETRETTO_EPS = ("Petretto ABINIT DFPT", "substitute", _SHARE["dielectric"],
+                 "another code (ABINIT) and selection standing in for the paper's ~7,280 MP entries")
+_MP2025_ELASTIC = ("MP 2025 binaries (matcalc)", "substitute", _SHARE["elastic"],
+                   "MP binaries of 2025 standing in for the paper's ~13,300 elastic entries")
+_PAPER: dict[str, tuple[str, str, int | None, str]] = {
+    "log_kappa": ("Gong 2023 labels (TEDesignLab)", "paper", 2_668,
+                  "the authors' 2,668 labels (Table S1: 0.020 x 140k); structures supplied by the user"),
+    "e_fin": ("WBM (matcalc)", "substitute", _SHARE["all"],
+              f"{_MP_PAPER}, final energy of all ~140,000 materials; ours: 972 WBM structures (another database)"),
+    "e_form_flla": ("MP 2015 (flla)", "substitute", _SHARE["all"],
+                    "formation energy of 3,938 MP structures of 2015, not the paper's final energy"),
+    "phonon_u": _GONG_PHONON, "phonon_u_per_atom": _GONG_PHONON,
+    "phonon_cv": _GONG_PHONON, "phonon_cv_per_atom": _GONG_PHONON,
+    "phonon_cv_alexandria": ("Alexandria (matcalc)", "substitute", _SHARE["phonon"],
+                             "Alexandria PBE phonons of binaries standing in for the paper's 1,512 MP phonon entries"),
+    "bulk_modulus": _ELASTIC, "shear_modulus": _ELASTIC, "poisson_ratio": _ELASTIC,
+    "bulk_modulus_mp2025": _MP2025_ELASTIC, "shear_modulus_mp2025": _MP2025_ELASTIC,
+    "poisson_ratio_trachote": ("MP elasticity (trachote)", "subset", _SHARE["elastic"],
+                               "1,130 MP elastic entries of a 2023 validation split (8% of the paper's ~13,300)"),
+    "band_gap": _MP2018,
+    "band_gap_dielectric": ("MP DFPT 2017 (Petousis)", "subset", _SHARE["all"],
+                            "band gaps of the 1,056 insulators of the DFPT set, not all ~140,000 MP materials"),
+    "piezo_modulus": ("MP piezo 2015", "subset", _SHARE["piezo"],
+                      f"{_MP_PAPER}, ~3,360 piezoelectric entries; ours: the 941 of the 2015 release (28%)"),
+    "piezo_modulus_mp2025": ("MP DFPT 2025 (MACE-Field)", "substitute", _SHARE["piezo"],
+                             "max |e_ij| of a 2025 MP DFPT set standing in for the paper's ~3,360 entries"),
+    "eps_electronic": _DIELECTRIC, "eps_total": _DIELECTRIC, "refractive_index": _DIELECTRIC,
+    "eps_electronic_petretto": _PETRETTO_EPS, "eps_total_petretto": _PETRETTO_EPS,
+    "eps_electronic_mp2025": _MACE_EPS, "eps_total_mp2025": _MACE_EPS, "refractive_index_mp2025": _MACE_EPS,
+    "magnetization": (*_MP2018[:3], _MP2018[3] + _MAG_NOTE),
+    "magnetization_per_atom": (*_MP2018[:3], _MP2018[3] + _MAG_NOTE),
+    "magnetization_per_cell": (*_MP2018[:3], _MP2018[3] + _MAG_NOTE),
+}
+
+
+def _paper_fields(name: str) -> dict[str, Any]:
+    """The TaskSpec fields saying how a task's data relates to the paper's (`_PAPER`)."""
+    short, relation, count, note = _PAPER[name]
+    return {"source_short": short, "data_relation": relation, "paper_count": count, "paper_data": note}
+
 
 _ROWS = process_memo(8)
 
@@ -454,6 +522,7 @@ def _spec(prop: _Prop) -> TaskSpec:
         license=prop.license,
         description=prop.description,
         group="properties",
+        **_paper_fields(prop.name),
     )
 
 
@@ -596,6 +665,7 @@ def _kappa_spec() -> TaskSpec:
         license="labels: no licence file in the authors' repo (all rights reserved); structures: ICSD/TEDesignLab",
         description=f"Paper property 1. Labels only offline: add <cif_id>.cif structures under <data_dir>/{KAPPA_DIR}/.",
         group="properties",
+        **_paper_fields("log_kappa"),
     )
 
 

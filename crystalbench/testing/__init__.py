@@ -4,8 +4,9 @@ One line per plugin kind, each raising AssertionError with a message saying what
 
     from crystalbench.testing import check_descriptors, check_model, check_task
 
-    check_model(spec)                 # contract, finite predictions, seeded reproducibility,
-                                      # beats the mean predictor, classification if offered
+    check_model(spec)                 # on every input kind it can get (structures; compositions only
+                                      # too for a composition model): contract, finite predictions,
+                                      # seeded reproducibility, beats the mean predictor, classification
     check_task(spec, ctx)             # valid Dataset, DataUnavailableError on an empty data dir,
                                       # declared files exist, cacheable, protocol splits it
     check_descriptors(spec)           # pure per structure, declared columns, NaN only as float

@@ -24,7 +24,7 @@ from ..harness.context import RunContext
 from ..harness.dataset import Dataset, structure_key
 from ..harness.errors import BadInputError, CrystalbenchError, DataUnavailableError
 from ..harness.job import Job
-from ..harness.params import params_to_dict, resolve_params
+from ..harness.params import POOLING_CHOICES, params_to_dict, resolve_params
 from ..harness.record import ResultRecord
 from ..harness.registry import PluginInfo, Registry, load_registry
 from ..harness.specs import NAME_PATTERN, DescriptorSpec, Model, ModelContext, ModelSpec, TaskSpec, valid_name
@@ -67,11 +67,18 @@ def kit_context(ctx: RunContext | None = None) -> Iterator[RunContext]:
 # ----------------------------------------------------------------------------- models
 @dataclasses.dataclass
 class ModelReport:
-    """What `check_model` measured: the records of its runs (regression, and classification when offered)."""
+    """What `check_model` measured: the records of its runs (regression, and classification when offered).
+
+    regression: the run on the model's main input kind (composition-only data for a
+        composition model). by_input: the regression run on each input kind the model
+        declares, keyed "structure" (structures, compositions derived) and "composition"
+        (compositions only).
+    """
 
     regression: ResultRecord
     classification: ResultRecord | None = None
     descriptors: str | None = None
+    by_input: dict[str, ResultRecord] = dataclasses.field(default_factory=dict)
 
     @property
     def mae_over_mad(self) -> float:
@@ -120,9 +127,9 @@ def _model_spec_problems(spec: ModelSpec, params: Mapping[str, Any]) -> list[str
             problems.append(f"params given to check_model: {exc}")
     if not isinstance(spec.inputs, tuple) or not all(isinstance(t, str) and t for t in spec.inputs):
         problems.append(f"inputs must be a tuple of tags such as ('lattice', 'volume'), got {spec.inputs!r}")
-    bad_pool = [p for p in spec.poolings if p not in ("mean", "sum")]
+    bad_pool = [p for p in spec.poolings if p not in POOLING_CHOICES]
     if bad_pool:
-        problems.append(f"poolings {bad_pool} are not offered by --pooling (mean, sum)")
+        problems.append(f"poolings {bad_pool} are not offered by --pooling ({', '.join(POOLING_CHOICES)})")
     if spec.default_pooling is not None and spec.default_pooling not in spec.poolings:
         problems.append(f"default_pooling {spec.default_pooling!r} is not one of poolings {spec.poolings}")
     if spec.descriptors is not None and not valid_name(spec.descriptors):
@@ -159,10 +166,52 @@ def _run(spec: ModelSpec, task: TaskSpec, dspec: DescriptorSpec | None, params: 
 def _raise_failed(spec: ModelSpec, task: TaskSpec, record: ResultRecord) -> None:
     if record.ok:
         return
+    if task.provides == "composition":
+        kind = f"{TOY_SIZE} compositions, no structures"
+    else:
+        kind = f"{TOY_SIZE} crystal structures; data.compositions holds their compositions"
     raise _Failed(
-        f"model {spec.name!r} failed on the kit's {task.name} task ({TOY_SIZE} crystals): {record.error}\n"
-        f"Fix the model so that fit(train, val, seed=..., progress=...) and predict(data) run; its traceback:\n"
-        f"{record.traceback or '(none)'}"
+        f"model {spec.name!r} failed on the kit's {task.name} task ({kind}): {record.error}\n"
+        f"Fix the model so that fit(train, val, seed=..., progress=...) and predict(data) run on every input "
+        f"kind it accepts; its traceback:\n{record.traceback or '(none)'}"
+    )
+
+
+def _input_kinds(spec: ModelSpec, dspec: DescriptorSpec | None) -> tuple[bool, ...]:
+    """The toy tasks a model must run on, as `compositions_only` flags, its main kind first.
+
+    `bench run` gives a model every task whose data it can use: a composition model
+    (or a features model whose descriptor set needs only compositions) meets structure
+    tasks as well as composition-only ones, so the kit runs it on both; testing one
+    kind only let models pass the kit and then fail on every task of the other.
+    """
+    if spec.needs == "composition":
+        return (True, False)
+    if spec.needs == "features" and dspec is not None and dspec.needs == "composition":
+        return (False, True)
+    return (False,)
+
+
+def _check_structures_unchanged(spec: ModelSpec, used: Dataset, comp_only: bool) -> None:
+    """Structures are shared by every job of a process: a model must never edit them."""
+    if used.structures is None:
+        return
+    pristine = toy_dataset(compositions_only=comp_only).structure_keys
+    if tuple(structure_key(s) for s in used.structures) != pristine:
+        raise _Failed(f"model {spec.name!r} changed the structures it was given (in place); the harness "
+                      "shares them between jobs: edit a copy (s = s.copy()) instead")
+
+
+def _check_learns(spec: ModelSpec, task: TaskSpec, record: ResultRecord, max_mae_over_mad: float) -> None:
+    ratio = record.metrics.get("mae_over_mad")
+    if ratio is not None and ratio < max_mae_over_mad:
+        return
+    shown = "undefined" if ratio is None else f"{ratio:.3f}"
+    raise _Failed(
+        f"model {spec.name!r} does not beat the mean predictor on the kit's {task.name} task: MAE/MAD = {shown} "
+        f"(the mean predictor scores ~1.0; required < {max_mae_over_mad}). The target, a bond length, "
+        "follows from the element pair and the interatomic distances: check that fit uses train.targets "
+        "and that predict uses its input (more epochs via params={'epochs': ...} for a neural network)"
     )
 
 
@@ -182,6 +231,42 @@ def _check_raw(spec: ModelSpec, raw: list[np.ndarray], n: int, classification: b
                       f"0..n_classes-1, e.g. argmax of the scores), got {pred[:5]}")
 
 
+_KIND = {False: "structure", True: "composition"}
+
+
+def _check_factory(spec: ModelSpec, job_params: dict[str, Any], seed: int, run: RunContext) -> None:
+    """The factory's product must look like a model before anything trains."""
+    resolved = resolve_params(spec.name, spec.params_class, job_params, strict_layers=(0,))
+    mctx = ModelContext(hparams=params_to_dict(resolved), params=resolved, seed=seed, cache_dir=run.cache_dir,
+                        device=run.device, threads=run.threads, run=run)
+    try:
+        probe = spec.factory(mctx)
+    except Exception as exc:
+        raise _Failed(f"model {spec.name!r}: factory(ModelContext) raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(probe, Model):
+        raise _Failed(f"model {spec.name!r}: the factory returned a {type(probe).__name__} without fit/predict "
+                      "methods; return an object with fit(train, val, *, seed, progress) and predict(data)")
+    try:
+        inspect.signature(probe.fit).bind(None, None, seed=0, progress=False)
+    except TypeError:
+        raise _Failed(f"model {spec.name!r}: fit must accept (train, val, *, seed: int, progress: bool); "
+                      f"it is fit{inspect.signature(probe.fit)}") from None
+
+
+def _run_other_kind(spec: ModelSpec, dspec: DescriptorSpec | None, job_params: dict[str, Any], seed: int,
+                    run: RunContext, comp_only: bool, learns: bool, max_mae_over_mad: float) -> ResultRecord:
+    """One regression run on a further input kind: it runs, predicts sanely, learns, leaves structures alone."""
+    task = toy_task(compositions_only=comp_only)
+    raw: list[np.ndarray] = []
+    record, used = _run(spec, task, dspec, job_params, seed, run, raw)
+    _raise_failed(spec, task, record)
+    _check_raw(spec, raw, record.provenance["split"]["n_test"], classification=False)
+    _check_structures_unchanged(spec, used, comp_only)
+    if learns:
+        _check_learns(spec, task, record, max_mae_over_mad)
+    return record
+
+
 def check_model(
     spec: ModelSpec,
     *,
@@ -195,19 +280,24 @@ def check_model(
     """Check a model plugin in one line: ``check_model(spec)``.
 
     Runs the model through the harness job stages (`bench run`'s own code) on the
-    kit's toy task (`crystalbench.testing.toy_dataset`; composition-only for
-    ``needs="composition"`` models) and asserts that it
+    kit's toy task (`crystalbench.testing.toy_dataset`) in every input kind the model
+    can be given: structures for every model, and also composition-only data for
+    ``needs="composition"`` models (and features models whose descriptor set needs
+    only compositions). It asserts that on each kind it
 
     - implements the contract: a valid `ModelSpec`, a factory returning an object
       with ``fit(train, val, *, seed, progress)`` and ``predict(data)``, defaults for
       every hyperparameter;
     - returns finite predictions: a 1-D numeric array, one per test sample;
-    - is reproducible under a seed: two runs with the same seed predict the same;
     - beats the mean predictor (``learns=True``): MAE/MAD below `max_mae_over_mad`
       on held-out samples, where the mean predictor scores about 1.0;
+    - leaves the structures it is given unchanged (they are shared between jobs);
+
+    and, on its main kind (composition-only data for a composition model), that it
+
+    - is reproducible under a seed: two runs with the same seed predict the same;
     - handles classification if it says so (``classification=True``): integer class
-      indices, and (``learns``) an accuracy above the majority class;
-    - leaves the structures it is given unchanged (they are shared between jobs).
+      indices, and (``learns``) an accuracy above the majority class.
 
     params: hyperparameters overriding the defaults (e.g. ``{"epochs": 2}`` to keep a
         GNN check fast), checked like `--config` values.
@@ -229,37 +319,16 @@ def check_model(
         if not spec.accepts_features:
             raise _Failed(f"model {spec.name!r} does not accept descriptor features (accepts_features=False)")
         dspec = descriptors
-    comp_only = spec.needs == "composition"
+    comp_only, *other_kinds = _input_kinds(spec, dspec)
     task = toy_task(compositions_only=comp_only)
 
     with kit_context(ctx) as run:
-        # the factory's product must look like a model before anything trains
-        resolved = resolve_params(spec.name, spec.params_class, job_params, strict_layers=(0,))
-        mctx = ModelContext(hparams=params_to_dict(resolved), params=resolved, seed=seed, cache_dir=run.cache_dir,
-                            device=run.device, threads=run.threads, run=run)
-        try:
-            probe = spec.factory(mctx)
-        except Exception as exc:
-            raise _Failed(f"model {spec.name!r}: factory(ModelContext) raised {type(exc).__name__}: {exc}") from exc
-        if not isinstance(probe, Model):
-            raise _Failed(f"model {spec.name!r}: the factory returned a {type(probe).__name__} without fit/predict "
-                          "methods; return an object with fit(train, val, *, seed, progress) and predict(data)")
-        try:
-            inspect.signature(probe.fit).bind(None, None, seed=0, progress=False)
-        except TypeError:
-            raise _Failed(f"model {spec.name!r}: fit must accept (train, val, *, seed: int, progress: bool); "
-                          f"it is fit{inspect.signature(probe.fit)}") from None
-
+        _check_factory(spec, job_params, seed, run)
         raw: list[np.ndarray] = []
         first, used = _run(spec, task, dspec, job_params, seed, run, raw)
         _raise_failed(spec, task, first)
-        n_test = first.provenance["split"]["n_test"]
-        _check_raw(spec, raw, n_test, classification=False)
-        if used.structures is not None:  # structures are shared by every job of a process: never edit them
-            pristine = toy_dataset(compositions_only=comp_only).structure_keys
-            if tuple(structure_key(s) for s in used.structures) != pristine:
-                raise _Failed(f"model {spec.name!r} changed the structures it was given (in place); the harness "
-                              "shares them between jobs: edit a copy (s = s.copy()) instead")
+        _check_raw(spec, raw, first.provenance["split"]["n_test"], classification=False)
+        _check_structures_unchanged(spec, used, comp_only)
 
         second, _ = _run(spec, task, dspec, job_params, seed, run, [])
         _raise_failed(spec, task, second)
@@ -272,16 +341,13 @@ def check_model(
                 "`seed` argument of fit (np.random.default_rng(seed), torch.manual_seed(seed), "
                 "random_state=seed) and avoid nondeterministic parallel reductions"
             )
-        ratio = first.metrics.get("mae_over_mad")
-        if learns and (ratio is None or not ratio < max_mae_over_mad):
-            shown = "undefined" if ratio is None else f"{ratio:.3f}"
-            raise _Failed(
-                f"model {spec.name!r} does not beat the mean predictor on the kit's toy task: MAE/MAD = {shown} "
-                f"(the mean predictor scores ~1.0; required < {max_mae_over_mad}). The target, a bond length, "
-                "follows from the element pair and the interatomic distances: check that fit uses train.targets "
-                "and that predict uses its input (more epochs via params={'epochs': ...} for a neural network)"
-            )
-        report = ModelReport(regression=first, descriptors=dspec.name if dspec else None)
+        if learns:
+            _check_learns(spec, task, first, max_mae_over_mad)
+        report = ModelReport(regression=first, descriptors=dspec.name if dspec else None,
+                             by_input={_KIND[comp_only]: first})
+        for other_only in other_kinds:
+            report.by_input[_KIND[other_only]] = _run_other_kind(spec, dspec, job_params, seed, run, other_only,
+                                                                 learns, max_mae_over_mad)
 
         if spec.classification:
             ctask = toy_classification_task(compositions_only=comp_only)

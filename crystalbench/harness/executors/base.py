@@ -23,14 +23,20 @@ Jobs travel to workers as `Job.to_dict()` and records come back as
 JSON-ready data, plus the `WorkerSetup` each worker rebuilds its world from
 (registry, `RunContext`, the extra `--data` task; see `worker.py`).
 
-An `Outcome` carries either the job's `ResultRecord` (ok, or failed because the
-model raised: `run_job` isolates plugin failures) or a `Failure`:
+An `Outcome` carries either the job's `ResultRecord` (ok, or failed because plugin
+code raised while the job was prepared or run: `run_job` isolates plugin failures)
+or a `Failure`:
 
-    incompatible       the job cannot mean anything (`IncompatibleError`): a user error
-    data_unavailable   the task's data is missing where the job ran (the message names the node)
-    error              any other problem preparing the job (`CrystalbenchError`, a loader bug)
-    crashed            the worker died while running the job (killed, out of memory, node lost);
-                       the runner retries it `--retries` times, then records it as failed
+    incompatible       the job cannot mean anything (`IncompatibleError`): a user error, one line
+    data_unavailable   the task's data is missing where the job ran (the message names the node);
+                       the task's other jobs are not started
+    bad_input          the user's input is wrong in a way only the loaded data shows (a split file
+                       naming unknown ids): one line, the task's other jobs are not started
+    error              the job could not be run where it was sent (its plugin missing or another
+                       version on that node, an unreadable answer): recorded as a failed job
+    crashed            the process died while running the job (killed, out of memory, node lost,
+                       `os._exit` in a plugin); the runner retries it `--retries` times, then
+                       records it as failed
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ __all__ = [
     "node_name",
 ]
 
-FailureKind = Literal["incompatible", "data_unavailable", "error", "crashed"]
+FailureKind = Literal["incompatible", "data_unavailable", "bad_input", "error", "crashed"]
 NextJob = Callable[[], "Job | None"]
 
 
@@ -114,7 +120,7 @@ class Outcome:
                     "error", f"on node {node}: the worker answered job {record.job_id}, not {job.id}"), node=node)
             return cls(job, record=record, node=node)
         f = payload.get("failure") or {}
-        kinds: tuple[FailureKind, ...] = ("incompatible", "data_unavailable", "error", "crashed")
+        kinds: tuple[FailureKind, ...] = ("incompatible", "data_unavailable", "bad_input", "error", "crashed")
         kind: FailureKind = next((k for k in kinds if k == f.get("kind")), "error")
         return cls(job, failure=Failure(kind, str(f.get("message") or "the worker sent no result"),
                                         f.get("traceback")), node=node)

@@ -99,6 +99,7 @@ class RayExecutor:
                 if self.address:
                     ray.init(address=self.address, **kwargs)
                 else:
+                    _quiet_local_token_notice()
                     # "local": a new instance even when `ray start` runs on this machine (ray.init() would join it)
                     ray.init(address="local", num_cpus=self._cpus(), object_store_memory=self.object_store_memory,
                              **kwargs)
@@ -183,6 +184,24 @@ class RayExecutor:
                 ray.shutdown()
             except Exception:  # shutting down a broken local instance must not hide the real error
                 pass
+
+
+class _DropLocalTokenNotice(logging.Filter):
+    """Drops Ray's "Token authentication is enabled for this Ray cluster" notice (one per local run).
+
+    Ray >= 2.5x turns token authentication on for every new local instance and says so at
+    WARNING level each time; for the instance `bench run` starts and stops itself that is
+    noise, not a decision the user has to take. Authentication stays on: only the notice goes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+def _quiet_local_token_notice() -> None:
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _DropLocalTokenNotice) for f in logger.filters):
+        logger.addFilter(_DropLocalTokenNotice())
 
 
 def _check_reachable(address: str, timeout: float = 10.0) -> None:

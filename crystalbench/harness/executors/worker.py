@@ -11,7 +11,9 @@ user-task arguments): every worker reads the file itself from the shared path.
 ``{"record": ResultRecord.to_dict(), "node": host}`` or
 ``{"failure": {"kind", "message", "traceback"}, "node": host}``. Data that is
 missing where the job runs is a `data_unavailable` failure whose message names
-the node and the data directory there.
+the node and the data directory there; a node whose plugin versions differ from
+the driver's (`Job.code`) refuses the job. A plugin failing while the job is
+prepared or run is a failed *record* (`stages.run_job`), not a failure.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ..errors import CrystalbenchError, DataUnavailableError
+from ..errors import BadInputError, CrystalbenchError, DataUnavailableError
 from ..job import Job
 from .base import WorkerSetup, node_name
 
-__all__ = ["execute", "world", "run_remote"]
+__all__ = ["execute", "world", "run_remote", "run_to_wire"]
 
 log = logging.getLogger("crystalbench.executors")
 
@@ -76,8 +78,6 @@ def _where(w: _World | None, setup: WorkerSetup) -> str:
 
 def execute(job_dict: dict[str, Any], setup: WorkerSetup) -> dict[str, Any]:
     """Run one job in this process; see the module docstring. Never raises (except KeyboardInterrupt)."""
-    from ..stages import IncompatibleError, run_job
-
     w: _World | None = None
     try:
         job = Job.from_dict(job_dict)
@@ -88,20 +88,61 @@ def execute(job_dict: dict[str, Any], setup: WorkerSetup) -> dict[str, Any]:
                 f"the data of task {job.task!r} differs from the driver's ({fingerprint} here, {job.data} on "
                 f"{setup.driver}): every node must see the same shared data directory"
             )
-        record = run_job(job, w.ctx, w.workspace, split_file=w.split_file)
-        return {"record": record.to_dict(), "node": node_name()}
+        _check_code(job, w, setup)
     except KeyboardInterrupt:
         raise
-    except IncompatibleError as exc:
-        return _failure("incompatible", str(exc))
     except DataUnavailableError as exc:
         return _failure("data_unavailable", f"{_where(w, setup)}: {exc}")
-    except CrystalbenchError as exc:
-        return _failure("error", str(exc), traceback.format_exc(limit=20))
     except (Exception, SystemExit) as exc:  # a loader or plugin-import bug: reported, the grid goes on
-        first = (str(exc).strip().splitlines() or [""])[0]
-        return _failure("error", f"on node {node_name()}: {type(exc).__name__}: {first}".rstrip(": "),
-                        traceback.format_exc(limit=20))
+        return _failure(*_classify(exc))
+    return run_to_wire(job, w.ctx, w.workspace, w.split_file, where=lambda: _where(w, setup))
+
+
+def run_to_wire(job: Job, ctx: Any, workspace: Any, split_file: Path | None,
+                where: Any = None) -> dict[str, Any]:
+    """`run_job` answered as plain data (a record, or a failure with its kind); never raises but
+    KeyboardInterrupt. Shared by worker processes, Ray tasks and the sequential executor's children."""
+    from ..stages import run_job
+
+    try:
+        record = run_job(job, ctx, workspace, split_file=split_file)
+    except KeyboardInterrupt:
+        raise
+    except DataUnavailableError as exc:
+        return _failure("data_unavailable", f"{where()}: {exc}" if where else str(exc))
+    except (Exception, SystemExit) as exc:
+        return _failure(*_classify(exc))
+    return {"record": record.to_dict(), "node": node_name()}
+
+
+def _classify(exc: BaseException) -> tuple[str, str, str | None]:
+    """(failure kind, message, traceback) of what preparing or running a job raised."""
+    from ..stages import IncompatibleError
+
+    if isinstance(exc, IncompatibleError):
+        return "incompatible", str(exc), None
+    if isinstance(exc, BadInputError):
+        return "bad_input", str(exc), None
+    tb = traceback.format_exc(limit=20)
+    if isinstance(exc, CrystalbenchError):
+        return "error", f"on node {node_name()}: {exc}", tb
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return "error", f"on node {node_name()}: {type(exc).__name__}: {first}".rstrip(": "), tb
+
+
+def _check_code(job: Job, w: _World, setup: WorkerSetup) -> None:
+    """A node whose plugin versions differ from the driver's would store its results under the driver's
+    job identity: refused, naming both versions."""
+    mine = w.reg.job_code(job.model, job.task, job.descriptors)
+    theirs = job.code
+    if job.task in w.workspace.extra_tasks:
+        mine.pop("task", None)
+    differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    if differ:
+        shown = "; ".join(f"{k}: {mine.get(k) or 'none'} here, {theirs.get(k) or 'none'} on {setup.driver}"
+                          for k in differ)
+        raise CrystalbenchError(f"the code of this job differs from the driver's ({shown}): install the same "
+                                "plugin versions on every node")
 
 
 def run_remote(job_dict: dict[str, Any], setup: WorkerSetup) -> dict[str, Any]:

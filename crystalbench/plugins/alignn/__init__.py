@@ -23,6 +23,7 @@ alignn). Importing this package never imports torch or alignn.
 from __future__ import annotations
 
 from crystalbench import ModelSpec, hookimpl
+from crystalbench.gnn.params import POOLINGS
 
 from .model import AlignnModel, AlignnParams, DeAlignnParams, make_alignn, make_de_alignn
 
@@ -42,7 +43,7 @@ def bench_models() -> list[ModelSpec]:
             inputs=(),
             needs="structure",
             accepts_features=True,
-            poolings=("mean", "sum"),
+            poolings=POOLINGS,
             classification=True,
             reference=REFERENCE,
         ),
@@ -55,7 +56,7 @@ def bench_models() -> list[ModelSpec]:
             needs="structure",
             accepts_features=True,
             descriptors="gong29",
-            poolings=("mean", "sum"),
+            poolings=POOLINGS,
             default_pooling="mean",  # eq. 14: descriptors + mean-pooled embedding (see ModelSpec)
             classification=True,
             reference="Gong et al. 2023 (hybrid, eq. 14); " + REFERENCE,

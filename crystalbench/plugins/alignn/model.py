@@ -54,8 +54,10 @@ class AlignnParams:
     embedding_features: int = param(64, "size of the RBF embeddings; ALIGNNConfig.embedding_features")
     hidden_features: int = param(256, "hidden size of atom/bond features; ALIGNNConfig.hidden_features")
     fc_layers: int = param(0, "hidden layers of the output head (ALIGNN: a single linear layer)")
-    pooling: Literal["mean", "sum"] = param(
-        "mean", "readout over atoms: mean (intensive targets) or sum (extensive, paper eq. 13)"
+    pooling: Literal["mean", "sum", "atom-sum"] = param(
+        "mean",
+        "readout: mean of atoms (intensive targets), sum of atoms, or atom-sum: output head per atom, "
+        "then summed (extensive, paper eq. 13)",
     )
     # training: the alignn package's recipe (the shared loop's TrainConfig)
     epochs: int = param(300, "training epochs; alignn TrainingConfig.epochs (Matbench submission: 500)")
@@ -141,7 +143,7 @@ class AlignnModel:
     def fit(self, train: Dataset, val: Dataset | None, *, seed: int, progress: bool) -> None:
         from crystalbench.gnn.atom_features import atom_feature_table
         from crystalbench.gnn.graphs import GraphStats
-        from crystalbench.gnn.heads import FeatureInput
+        from crystalbench.gnn.heads import FeatureInput, atom_sum_shift
         from crystalbench.gnn.trainer import TrainConfig, fit_torch, output_dim
 
         from .net import AlignnNet, make_collate
@@ -160,8 +162,9 @@ class AlignnModel:
         self._collate = collate
         cfg = TrainConfig.from_params(self.params, task_type=self.ctx.task_type, device=self.ctx.device)
         params, extra_dim = self.params, features.dim
+        shift = atom_sum_shift(train.targets, self.ctx.task_type) if params.pooling == "atom-sum" else 0.0
         self._result = fit_torch(
-            lambda: AlignnNet(params, table.shape[1], out_dim, extra_dim),
+            lambda: AlignnNet(params, table.shape[1], out_dim, extra_dim, output_shift=shift),
             train_items,
             train.targets,
             collate,

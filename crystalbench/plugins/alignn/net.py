@@ -6,7 +6,10 @@ Imports torch and alignn at module level: `model.py` imports this module inside
 The encoder's output layer is replaced by an identity so its forward returns
 the mean-pooled node embedding; around it this module adds
 
-* the pooling choice of paper eq. 13 (sum = mean x number of atoms, exactly);
+* the pooling choice: "mean", "sum" (= mean x number of atoms, exactly), or
+  "atom-sum" (paper eq. 13: the head on every atom, then summed; the
+  package's atom-wise output is switched on as an identity, so its forward
+  also returns the atom vectors);
 * optional extra per-sample features (descriptors) concatenated with the
   pooled embedding before the output layer (paper eq. 14), trained end to end;
 * an n-class classification head (the package's head is binary only).
@@ -36,7 +39,7 @@ from alignn.torch_graph_builder import TorchGraph
 from torch import nn
 
 from crystalbench.gnn.graphs import _ranges
-from crystalbench.gnn.heads import MLPHead
+from crystalbench.gnn.heads import MLPHead, atom_sum_readout
 
 from .graphs import AlignnGraph
 from .model import AlignnParams
@@ -284,11 +287,19 @@ class FlatAlignnGraphs:
 
 
 class AlignnNet(nn.Module):
-    """`ALIGNNAtomWisePure` as encoder + pooling (eq. 13) + head on [embedding; features] (eq. 14)."""
+    """`ALIGNNAtomWisePure` as encoder + pooling + head on [embedding; features] (eq. 14).
 
-    def __init__(self, params: AlignnParams, atom_input_features: int, out_dim: int, extra_dim: int) -> None:
+    With pooling "atom-sum" (eq. 13) the head reads every atom, the crystal's
+    descriptor vector broadcast to its atoms, and the outputs are summed per
+    crystal, minus `output_shift` (`crystalbench.gnn.heads.atom_sum_shift`).
+    """
+
+    def __init__(
+        self, params: AlignnParams, atom_input_features: int, out_dim: int, extra_dim: int, *, output_shift: float = 0.0
+    ) -> None:
         super().__init__()
         hidden = params.hidden_features
+        per_atom = params.pooling == "atom-sum"
         config = ALIGNNAtomWisePureConfig(
             name="alignn_atomwise_pure",
             alignn_layers=params.alignn_layers,
@@ -307,19 +318,32 @@ class AlignnNet(nn.Module):
             use_penalty=False,
             use_zbl=False,
             lg_on_fly=True,
+            # atom-sum: the package's per-atom output (made an identity below) returns the atom vectors
+            atomwise_output_features=hidden if per_atom else 0,
+            atomwise_weight=1.0 if per_atom else 0.0,
         )
         self.encoder = ALIGNNAtomWisePure(config)
         self.encoder.fc = nn.Identity()
+        if per_atom:
+            self.encoder.fc_atomwise = nn.Identity()
         self.pooling = params.pooling
+        self.output_shift = float(output_shift)
         self.head = MLPHead(hidden, hidden, out_dim, extra_dim=extra_dim, n_hidden=params.fc_layers, activation=nn.SiLU)
 
     def embed(self, batch: GraphBatch) -> torch.Tensor:
         """Pooled crystal embedding (B, hidden): mean over atoms, or their sum (= mean x n_atoms)."""
+        if self.pooling == "atom-sum":
+            raise ValueError("an atom-sum ALIGNN has no pooled embedding (its head reads every atom)")
         h: torch.Tensor = self.encoder((batch.g, batch.lg, None))["out"]
         if self.pooling == "sum":
             h = h * batch.n_atoms.to(h.dtype).unsqueeze(-1)
         return h
 
     def forward(self, batch: GraphBatch) -> torch.Tensor:
+        if self.pooling == "atom-sum":
+            atoms: torch.Tensor = self.encoder((batch.g, batch.lg, None))["atomwise_pred"]
+            n = batch.n_atoms
+            crystal = torch.repeat_interleave(torch.arange(len(n), device=atoms.device), n.to(atoms.device))
+            return atom_sum_readout(self.head, atoms, crystal, len(n), batch.extra, self.output_shift)
         out: torch.Tensor = self.head(self.embed(batch), batch.extra)
         return out

@@ -1,7 +1,7 @@
 """`cgcnn` and `de-cgcnn`: Crystal Graph Convolutional Neural Networks and their descriptor hybrid.
 
-CGCNN: Xie & Grossman, PRL 120, 145301 (2018). de-CGCNN: Gong et al., Nat.
-Commun. 14, 5224 (2023), eq. 14: the `gong29` descriptor vector, standardized,
+CGCNN: Xie & Grossman, PRL 120, 145301 (2018). de-CGCNN: Gong et al., Sci.
+Adv. 9, eadi3245 (2023), eq. 14: the `gong29` descriptor vector, standardized,
 is concatenated with the pooled crystal embedding before the output network and
 the whole model is trained end to end.
 
@@ -27,13 +27,14 @@ Layout: `model.py` (`CGCNNParams`, `CGCNNModel`; torch-free at import), `net.py`
 from __future__ import annotations
 
 from crystalbench import ModelSpec, hookimpl
+from crystalbench.gnn.params import POOLINGS
 
 from .model import CGCNNModel, CGCNNParams, make_cgcnn, make_de_cgcnn
 
 __all__ = ["CGCNNParams", "CGCNNModel", "make_cgcnn", "make_de_cgcnn", "bench_models", "REFERENCE_CGCNN", "REFERENCE_DE"]
 
 REFERENCE_CGCNN = "Xie & Grossman, Phys. Rev. Lett. 120, 145301 (2018)"
-REFERENCE_DE = "Gong et al., Nat. Commun. 14, 5224 (2023), eq. 14 (CGCNN + gong29 descriptors)"
+REFERENCE_DE = "Gong et al., Sci. Adv. 9, eadi3245 (2023), eq. 14 (CGCNN + gong29 descriptors)"
 
 
 @hookimpl
@@ -48,7 +49,7 @@ def bench_models() -> list[ModelSpec]:
             needs="structure",
             accepts_features=True,
             descriptors=None,
-            poolings=("mean", "sum"),
+            poolings=POOLINGS,
             classification=True,
             needs_validation=True,
             reference=REFERENCE_CGCNN,
@@ -62,7 +63,7 @@ def bench_models() -> list[ModelSpec]:
             needs="structure",
             accepts_features=True,
             descriptors="gong29",
-            poolings=("mean", "sum"),
+            poolings=POOLINGS,
             default_pooling="mean",  # eq. 14: descriptors + mean-pooled embedding (see ModelSpec)
             classification=True,
             needs_validation=True,

@@ -32,8 +32,10 @@ class CGCNNParams:
     h_fea_len: int = param(128, "hidden size of the output network (paper search space 64/128)")
     n_h: int = param(1, "hidden layers of the output network (paper search space 1/2/3)")
     dropout: float = param(0.0, "dropout after each hidden layer of the output network")
-    pooling: Literal["mean", "sum"] = param(
-        "mean", "readout over atoms: mean (intensive targets) or sum (extensive, paper eq. 13)"
+    pooling: Literal["mean", "sum", "atom-sum"] = param(
+        "mean",
+        "readout: mean of atoms (intensive targets), sum of atoms, or atom-sum: output network per atom, "
+        "then summed (extensive, paper eq. 13)",
     )
     # graph
     radius: float = param(8.0, "neighbour search radius (A)")
@@ -122,7 +124,7 @@ class CGCNNModel:
     # -- Model protocol -------------------------------------------------------
     def fit(self, train: Dataset, val: Dataset | None, *, seed: int, progress: bool) -> None:
         from crystalbench.gnn.graphs import collate_graphs
-        from crystalbench.gnn.heads import FeatureInput
+        from crystalbench.gnn.heads import FeatureInput, atom_sum_shift
         from crystalbench.gnn.trainer import TrainConfig, fit_torch, output_dim
 
         from .net import CGCNNNet
@@ -139,6 +141,7 @@ class CGCNNModel:
         val_items = self._items(val, progress) if val is not None and len(val) else None
         p = self.params
         out_dim = output_dim(self.ctx.task_type, self.ctx.n_classes, train)
+        shift = atom_sum_shift(train.targets, self.ctx.task_type) if p.pooling == "atom-sum" else 0.0
 
         def build() -> CGCNNNet:
             return CGCNNNet(
@@ -152,6 +155,7 @@ class CGCNNModel:
                 out_dim=out_dim,
                 extra_dim=features.dim,
                 dropout=p.dropout,
+                output_shift=shift,
             )
 
         cfg = TrainConfig.from_params(p, task_type=self.ctx.task_type, device=self.ctx.device)
@@ -178,6 +182,37 @@ class CGCNNModel:
         if self._stats is not None:
             info["graph_cache"] = self._stats.as_dict()
         return info
+
+    def embed(self, data: Dataset) -> np.ndarray:
+        """The fitted network's pooled crystal embeddings, (n, atom_fea_len) float32, weights untouched.
+
+        What "CGCNN + descriptors" (`cgcnn+desc`) freezes and hands to its second
+        model. A plain CGCNN only: a hybrid's embedding was learned with its
+        descriptors, and atom-sum has no pooled embedding.
+        """
+        import torch
+
+        from crystalbench.gnn.graphs import collate_graphs
+        from crystalbench.gnn.trainer import deterministic, to_device
+
+        from .net import CGCNNNet
+
+        if self.fit_result is None:
+            raise RuntimeError(f"{self.name}: embed called before fit")
+        if self._features is not None and self._features.dim:
+            raise BadInputError(f"{self.name}: embeddings of a descriptor hybrid are not a frozen plain CGCNN's")
+        net = self.fit_result.module
+        assert isinstance(net, CGCNNNet)
+        device = next(net.parameters()).device
+        graphs = self._graphs(data, progress=False)
+        size = self.params.batch_size
+        net.eval()
+        parts = []
+        with deterministic(device), torch.no_grad():
+            for start in range(0, len(graphs), size):
+                batch = to_device(collate_graphs(graphs[start : start + size]), device)
+                parts.append(net.embed(batch).float().cpu())
+        return torch.cat(parts).numpy() if parts else np.zeros((0, self.params.atom_fea_len), dtype=np.float32)
 
     def predict(self, data: Dataset) -> np.ndarray:
         from crystalbench.gnn.graphs import collate_graphs

@@ -40,7 +40,7 @@ from torch import nn
 
 from crystalbench.gnn.atom_features import atom_feature_table
 from crystalbench.gnn.graphs import GraphBatch
-from crystalbench.gnn.heads import MLPHead, pool_atoms
+from crystalbench.gnn.heads import POOLINGS, MLPHead, atom_sum_readout, pool_atoms
 
 __all__ = ["CGConv", "CGCNNNet", "gaussian_centers", "gaussian_expand", "pool_atoms", "EDGE_FEA_BUDGET"]
 
@@ -130,6 +130,11 @@ class CGCNNNet(nn.Module):
     extra_dim > 0 makes it de-CGCNN (paper eq. 14): the standardized descriptor
     vector (``GraphBatch.features``) is concatenated with the pooled embedding
     before the fully connected layers.
+
+    pooling "atom-sum" is the paper's eq. 13 instead: softplus -> MLPHead on
+    every atom (with the crystal's descriptor vector broadcast to its atoms in
+    a hybrid), then the per-crystal sum of those outputs minus `output_shift`
+    (`crystalbench.gnn.heads.atom_sum_shift`; 0 unless the model sets it).
     """
 
     def __init__(
@@ -145,11 +150,13 @@ class CGCNNNet(nn.Module):
         out_dim: int = 1,
         extra_dim: int = 0,
         dropout: float = 0.0,
+        output_shift: float = 0.0,
     ) -> None:
         super().__init__()
-        if pooling not in ("mean", "sum"):
-            raise ValueError(f"unknown pooling {pooling!r}; choose mean or sum")
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
         self.pooling = pooling
+        self.output_shift = float(output_shift)
         table = torch.nan_to_num(torch.from_numpy(atom_feature_table().copy()), nan=0.0)
         self.atom_table: torch.Tensor
         self.gauss_centers: torch.Tensor
@@ -179,7 +186,8 @@ class CGCNNNet(nn.Module):
         with torch.no_grad():
             return self.edge_features(lengths)
 
-    def forward(self, batch: GraphBatch) -> torch.Tensor:
+    def atoms(self, batch: GraphBatch) -> torch.Tensor:
+        """Atom vectors after the convolutions, (N_atoms, atom_fea_len)."""
         x = self.embedding(self.atom_table[batch.numbers])
         edge_fea, index = batch.edge_fea, batch.edge_fea_index
         n_edges, n_gauss = batch.distances.shape[0], self.gauss_centers.numel()
@@ -190,6 +198,21 @@ class CGCNNNet(nn.Module):
             edge_fea, index = self.edge_features(batch.distances), None
         for conv in self.convs:
             x = conv(x, batch.centers, batch.neighbors, edge_fea, index)
-        crys = F.softplus(pool_atoms(x, batch.crystal, batch.n_crystals, self.pooling))
-        out: torch.Tensor = self.head(crys, batch.features)
+        return x
+
+    def embed(self, batch: GraphBatch) -> torch.Tensor:
+        """The pooled crystal embedding the output network reads: softplus(pool(atoms)), (B, atom_fea_len).
+
+        What a frozen CGCNN hands to a second model (`cgcnn+desc`, Gong et al.
+        2023 SI eq. S5). Undefined for "atom-sum", whose network reads atoms.
+        """
+        if self.pooling == "atom-sum":
+            raise ValueError("an atom-sum CGCNN has no pooled embedding (its output network reads every atom)")
+        return F.softplus(pool_atoms(self.atoms(batch), batch.crystal, batch.n_crystals, self.pooling))
+
+    def forward(self, batch: GraphBatch) -> torch.Tensor:
+        if self.pooling == "atom-sum":
+            atoms = F.softplus(self.atoms(batch))
+            return atom_sum_readout(self.head, atoms, batch.crystal, batch.n_crystals, batch.features, self.output_shift)
+        out: torch.Tensor = self.head(self.embed(batch), batch.features)
         return out

@@ -4,7 +4,7 @@ The paper's composition-only baseline: it sees the stoichiometry and nothing
 else, so a structural descriptor it cannot learn marks information that only
 the geometry carries. The network is `aviary.roost.model.Roost` unchanged
 (element embedding shipped with aviary, matscholar200 by default); the model
-encodes `Dataset.composition_list` (works for structure and composition-only
+encodes `Dataset.compositions` (works for structure and composition-only
 tasks alike) and trains it with the shared loop of `crystalbench.gnn`.
 
 Faithfulness notes:

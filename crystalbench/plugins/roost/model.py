@@ -126,7 +126,7 @@ class RoostModel:
         self._max_z = 0
 
     def _items(self, data: Dataset) -> list[tuple[np.ndarray, np.ndarray]]:
-        items = [encode_composition(c) for c in data.composition_list]
+        items = [encode_composition(c) for c in data.compositions or ()]
         max_z = self._max_z
         for i, (z, _) in enumerate(items):
             if z.max() > max_z:
