@@ -3,7 +3,7 @@
 What a plugin author imports::
 
     from crystalbench import hookimpl, ModelSpec, TaskSpec, DescriptorSpec, SuiteSpec, Dataset, RunContext
-    from crystalbench import ExecutorSpec   # only for a plugin that adds a way to run jobs
+    from crystalbench import ExecutorSpec, ExecutorOption   # only for a plugin that adds a way to run jobs
 
 The contract is `crystalbench/harness/hookspecs.py` (every hook, documented where
 declared) and the types re-exported here; docs/plugins.md is the one page.
@@ -19,6 +19,7 @@ from .harness.seeding import apply_threads, seed_everything
 from .harness.specs import (
     NAME_PATTERN,
     DescriptorSpec,
+    ExecutorOption,
     ExecutorSpec,
     Model,
     ModelContext,
@@ -43,6 +44,7 @@ __all__ = [
     "TaskSpec",
     "DescriptorSpec",
     "ExecutorSpec",
+    "ExecutorOption",
     "SuiteSpec",
     "SuiteEntry",
     "SplitIds",

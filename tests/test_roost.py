@@ -94,7 +94,7 @@ def test_embedding_is_frozen_matscholar(trained):
     from aviary.utils import get_element_embedding
 
     ref = get_element_embedding("matscholar200").weight
-    emb = trained._result.module.roost.elem_embedding.weight
+    emb = trained.fit_result.module.roost.elem_embedding.weight
     assert emb.shape == ref.shape == (104, 200) and torch.equal(emb.detach().cpu(), ref.detach())
 
 

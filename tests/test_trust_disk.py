@@ -330,7 +330,7 @@ def tune_setup(tmp_path):
         sys.path.remove(str(PLUGINS))
     from crystalbench.harness.context import RunContext
     from crystalbench.harness.registry import load_registry
-    from crystalbench.harness.tuning import TuneRequest, load_space
+    from crystalbench.tune import TuneRequest, load_space
 
     reg = load_registry(extra_plugins=[("cbtest_toolkit", toolkit)])
     ctx = RunContext(results_dir=tmp_path / "results", cache_dir=tmp_path / "cache", data_dir=tmp_path)
@@ -340,8 +340,8 @@ def tune_setup(tmp_path):
 
 def test_damaged_or_busy_study_is_one_clear_error(tune_setup, tmp_path, monkeypatch):
     pytest.importorskip("optuna")
-    from crystalbench.harness import tuning
     from crystalbench.harness.errors import CrystalbenchError
+    from crystalbench.tune import study as tuning
 
     reg, ctx, req = tune_setup
     folder = ctx.results_dir / ".tune" / "study"

@@ -20,8 +20,8 @@ from crystalbench.harness.context import RunContext  # noqa: E402
 from crystalbench.harness.errors import BadInputError  # noqa: E402
 from crystalbench.harness.registry import load_registry  # noqa: E402
 from crystalbench.harness.results import ResultStore  # noqa: E402
-from crystalbench.harness.tuning import TuneRequest, load_space, tune  # noqa: E402
 from crystalbench.harness.validate import validate_results  # noqa: E402
+from crystalbench.tune import TuneRequest, load_space, tune  # noqa: E402
 
 optuna = pytest.importorskip("optuna")
 
@@ -114,7 +114,7 @@ sys.path.insert(0, {plugins!r})
 from cbtest_plugins import toolkit
 from crystalbench.harness.context import RunContext
 from crystalbench.harness.registry import load_registry
-from crystalbench.harness.tuning import TuneRequest, load_space, tune
+from crystalbench.tune import TuneRequest, load_space, tune
 reg = load_registry(extra_plugins=[("cbtest_toolkit", toolkit)])
 ctx = RunContext(results_dir={results!r}, cache_dir={cache!r}, data_dir={cache!r})
 tune(reg, ctx, TuneRequest(model="sleepy", task="toy_cubic", space=load_space({space!r}, reg.model("sleepy")),
@@ -177,7 +177,7 @@ def test_tiny_cgcnn_paper_search(reg, tmp_path):
 
 def test_parallel_trials_run_as_one_grid(reg, tmp_path, space_file, monkeypatch):
     """--parallel N asks N trials at once and runs them as one grid through the executor (N workers busy)."""
-    import crystalbench.harness.tuning as tuning
+    import crystalbench.tune.study as tuning
 
     calls = []
     real = tuning.run_grid
@@ -228,13 +228,13 @@ def test_fit_torch_stops_when_the_epoch_observer_says_so():
 
 def test_pruned_trials_stop_early_and_are_told_as_pruned(reg, tmp_path, monkeypatch):
     """A real cgcnn search where the pruner stops every trial after the first at epoch 2."""
-    import crystalbench.harness.tuning as tuning
+    import crystalbench.tune.pruning as pruning
 
     class SecondOnwards(optuna.pruners.BasePruner):
         def prune(self, study, trial):
             return trial.number >= 1 and (trial.last_step or 0) >= 2
 
-    monkeypatch.setattr(tuning, "_pruner", lambda kind: SecondOnwards())
+    monkeypatch.setattr(pruning, "make_pruner", lambda kind: SecondOnwards())
     space = tmp_path / "lr.toml"
     space.write_text("[params]\nlr = [0.01, 0.003]\n")
     ctx = _ctx(tmp_path)

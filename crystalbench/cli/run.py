@@ -18,6 +18,7 @@ from ..harness.metrics import metrics_for
 from ..harness.params import POOLING_CHOICES
 from ..harness.paths import DEFAULT_RESULTS_DIR
 from ..harness.record import ResultRecord
+from .executors import ExecutorOptionsCommand, executor_options, make_executor
 from .main import CONTEXT, cli, make_context, print_rows, registry
 
 _DEVICE = re.compile(r"(cpu|cuda|mps|xpu)(:[0-9]+)?")
@@ -63,31 +64,6 @@ def metric_line(rec: ResultRecord) -> str:
     return text
 
 
-def _make_executor(reg: Any, run_ctx: Any, name: str, **options: Any) -> Any:
-    """The executor `--executor NAME` names, built by its plugin's factory from the executor flags."""
-    spec = reg.executor(name)  # an unknown name: one line with a did-you-mean
-    if run_ctx.debug and (spec.name != "local" or (options.get("workers") or 1) > 1):
-        run_ctx.reporter.warning(f"--debug runs the jobs in this process, one at a time (not with {spec.name}"
-                                 f"{' --workers ' + str(options['workers']) if options.get('workers') else ''})")
-        spec = reg.executor("local")
-        options = {}
-    from ..harness.executors.base import Executor
-
-    plugin = reg.owner.get(("executor", spec.name), "?")
-    try:
-        executor = spec.factory(run_ctx, options)
-    except CrystalbenchError:
-        raise
-    except Exception as exc:
-        raise CrystalbenchError(f"executor {spec.name!r} (plugin {plugin!r}) could not be created: "
-                                f"{type(exc).__name__}: {exc}") from None
-    if not isinstance(executor, Executor):
-        raise CrystalbenchError(f"executor {spec.name!r} (plugin {plugin!r}): its factory returned "
-                                f"{type(executor).__name__}, which is not an Executor (start, submit, running, "
-                                "describe, close)")
-    return executor
-
-
 def _merge(summary: Any, more: Any) -> None:
     """Add one suite entry's `RunSummary` to the running total."""
     summary.finished.extend(more.finished)
@@ -98,7 +74,7 @@ def _merge(summary: Any, more: Any) -> None:
                                       if more_item not in getattr(summary, name))
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(cls=ExecutorOptionsCommand, context_settings=CONTEXT)
 @click.option("-m", "--model", "models", multiple=True, metavar="NAME", help="Model to run (repeatable).")
 @click.option("--suite", metavar="NAME",
               help="Run a named suite (`bench list suites`); -m/-t then keep only those models/tasks of it.")
@@ -135,18 +111,8 @@ def _merge(summary: Any, more: Any) -> None:
               show_default="1 or $CRYSTALBENCH_THREADS",
               help="Torch intra-op threads per job, applied before every job (raise for large models on an idle machine).")
 @click.option("--executor", "executor_name", default="local", show_default=True, metavar="NAME",
-              help="How jobs run: local (this machine) or ray (a local Ray instance or a cluster), or a plugin's.")
-@click.option("--workers", type=int, metavar="N",
-              help="local: run jobs in N worker processes (default 1: one at a time, each in a child process "
-                   "forked from this one; in this process with --debug). "
-                   "ray without --ray-address: CPUs of the local Ray instance (default: all cores).")
-@click.option("--ray-address", metavar="ADDRESS",
-              help="ray: join a running cluster ('auto' on a cluster node, or ray://host:10001); "
-                   "default: start a local Ray instance.")
-@click.option("--cpus-per-job", type=float, metavar="X", help="ray: CPUs reserved per job (default 1).")
-@click.option("--gpus-per-job", type=float, metavar="X",
-              help="ray: GPUs reserved per job, fractional allowed: 0.25 packs 4 jobs per GPU "
-                   "(default: 1 with --device cuda, else 0).")
+              help="How jobs run: local (this machine) or ray (a local Ray instance or a cluster), or a plugin's; "
+                   "the options after this one are the executors' own.")
 @click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
               help="Run a job again this many times when its worker dies (killed, out of memory, node lost).")
 @click.option("--rerun", is_flag=True, help="Run jobs again even if their results exist (a new failure never replaces a good result).")
@@ -162,9 +128,8 @@ def run(ctx: click.Context, models: tuple[str, ...], suite: str | None, tasks: t
         strict: bool, protocol: str | None, split_file: Path | None, seeds: tuple[int, ...], folds: str | None,
         epochs: int | None, pooling: str | None, descriptors: str | None, device: str, config_path: Path | None,
         results_dir: Path, data_dir: Path | None, cache_dir: Path | None, jobs: int | None, threads: int,
-        executor_name: str, workers: int | None, ray_address: str | None, cpus_per_job: float | None,
-        gpus_per_job: float | None, retries: int, rerun: bool, as_json: bool, no_progress: bool,
-        debug: bool, dry_run: bool) -> None:
+        executor_name: str, retries: int, rerun: bool, as_json: bool, no_progress: bool,
+        debug: bool, dry_run: bool, **executor_flags: Any) -> None:
     """Run models on tasks; every finished job is saved, re-runs resume.
 
     A job is identified by everything that determines its result: model and
@@ -185,45 +150,20 @@ def run(ctx: click.Context, models: tuple[str, ...], suite: str | None, tasks: t
     Only this process writes results, whatever the executor: a killed run loses
     no finished job and the same command resumes it.
     """
-    from ..harness.executors.base import TaskRecipe
-    from ..harness.runner import GridRequest, check_seeds, epochs_note, run_grid
+    from ..harness.runner import GridRequest, epochs_note, run_grid
 
     run_ctx = make_context(data_dir=data_dir, cache_dir=cache_dir, results_dir=results_dir, jobs=jobs,
                            threads=threads, device=device, progress=not no_progress and not as_json, debug=debug)
     reg = registry(ctx, run_ctx)
-    extra = {}
-    if suite:
-        given = [flag for flag, value in (("--data", data_path), ("--protocol", protocol), ("--split-file", split_file),
-                                          ("--pooling", pooling), ("--descriptors", descriptors),
-                                          ("--config", config_path)) if value]
-        if given:
-            raise CrystalbenchError(f"--suite fixes the protocol and settings of its jobs; drop {', '.join(given)} "
-                                    "(see `bench list suites --json`)")
-    elif not models:
-        raise CrystalbenchError("no model given: use -m NAME (see `bench list models`)")
-    if not tasks and data_path is None and not suite:
-        raise CrystalbenchError("no task given: use -t NAME or --data PATH (see `bench list tasks`)")
-    for m in models:
-        reg.model(m)
-    check_seeds(seeds)
-    if not _DEVICE.fullmatch(device):  # else every job fails the same way, or a CPU model records it silently
-        raise CrystalbenchError(f"--device {device!r}: use cpu, cuda or cuda:N (or mps, xpu)")
-    if descriptors:
-        reg.descriptor(descriptors)
+    _check_flags(reg, models=models, suite=suite, tasks=tasks, seeds=seeds, device=device, descriptors=descriptors,
+                 settings=(("--data", data_path), ("--protocol", protocol), ("--split-file", split_file),
+                           ("--pooling", pooling), ("--descriptors", descriptors), ("--config", config_path)))
     config = _load_config(config_path)
-    executor = _make_executor(reg, run_ctx, executor_name, workers=workers, address=ray_address,
-                              cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job)
-    recipes = {}
-    if data_path is not None:
-        from ..tasks.user import user_task
-
-        options = dict(target=target, structure_column=structure_column, id_column=id_column,
-                       task_type="classification" if classification else "regression", strict=strict)
-        spec = user_task(data_path, **options)  # type: ignore[arg-type]
-        extra[spec.name] = spec
-        # worker processes re-create the task from these arguments (its spec holds closures)
-        recipes[spec.name] = TaskRecipe("crystalbench.tasks.user:user_task", (str(Path(data_path).absolute()),),
-                                        options)
+    chosen = executor_options(executor_flags)
+    executor = make_executor(reg, run_ctx, executor_name, chosen)
+    extra, recipes = _data_task(data_path, dict(
+        target=target, structure_column=structure_column, id_column=id_column,
+        task_type="classification" if classification else "regression", strict=strict))
     reqs: list[GridRequest] = []
     if suite:
         from ..harness.suites import SuiteFilter, suite_requests
@@ -250,7 +190,70 @@ def run(ctx: click.Context, models: tuple[str, ...], suite: str | None, tasks: t
                    as_json, PLAN_COLUMNS)
         return
 
-    json_out = sys.stdout
+    emit = _emitter(run_ctx, as_json)
+    try:
+        # with --json, stdout holds only the summaries: what plugins and workers print (Ray forwards their
+        # output and its own messages to this process's stdout) goes to stderr
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            if not suite:
+                summary = run_grid(reg, run_ctx, req, on_record=emit, executor=executor, retries=retries)
+            else:  # one grid per suite entry, each planned like -m/-t, each with a fresh executor
+                summary = run_grid(reg, run_ctx, reqs[0], on_record=emit, executor=executor, retries=retries)
+                for r in reqs[1:]:
+                    more = run_grid(reg, run_ctx, r, on_record=emit, retries=retries,
+                                    executor=make_executor(reg, run_ctx, executor_name, chosen))
+                    _merge(summary, more)
+    except Exception:
+        if not debug:
+            raise
+        import traceback
+
+        traceback.print_exc()
+        click.echo("error: the job above failed (--debug stops at the first failure)", err=True)
+        sys.exit(1)
+    _finish(summary, as_json, results_dir)
+
+
+def _check_flags(reg: Any, *, models: tuple[str, ...], suite: str | None, tasks: tuple[str, ...],
+                 seeds: tuple[int, ...], device: str, descriptors: str | None,
+                 settings: tuple[tuple[str, Any], ...]) -> None:
+    """Refuse, with one line, flags that cannot make a grid, before anything is loaded or run."""
+    from ..harness.runner import check_seeds
+
+    if suite:
+        given = [flag for flag, value in settings if value]
+        if given:
+            raise CrystalbenchError(f"--suite fixes the protocol and settings of its jobs; drop {', '.join(given)} "
+                                    "(see `bench list suites --json`)")
+    elif not models:
+        raise CrystalbenchError("no model given: use -m NAME (see `bench list models`)")
+    data_given = dict(settings).get("--data") is not None
+    if not tasks and not data_given and not suite:
+        raise CrystalbenchError("no task given: use -t NAME or --data PATH (see `bench list tasks`)")
+    for m in models:
+        reg.model(m)
+    check_seeds(seeds)
+    if not _DEVICE.fullmatch(device):  # else every job fails the same way, or a CPU model records it silently
+        raise CrystalbenchError(f"--device {device!r}: use cpu, cuda or cuda:N (or mps, xpu)")
+    if descriptors:
+        reg.descriptor(descriptors)
+
+
+def _data_task(data_path: Path | None, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `--data` task (name -> spec) and how worker processes re-create it (its spec holds closures)."""
+    if data_path is None:
+        return {}, {}
+    from ..harness.executors.base import TaskRecipe
+    from ..tasks.user import user_task
+
+    spec = user_task(data_path, **options)
+    recipe = TaskRecipe("crystalbench.tasks.user:user_task", (str(Path(data_path).absolute()),), options)
+    return {spec.name: spec}, {spec.name: recipe}
+
+
+def _emitter(run_ctx: Any, as_json: bool) -> Any:
+    """What `bench run` shows of each finished job: a JSON line on stdout (--json) or a line on stderr."""
+    json_out = sys.stdout  # the real stdout: --json redirects everything else to stderr while jobs run
 
     def emit(rec: ResultRecord) -> None:
         if as_json:
@@ -263,27 +266,11 @@ def run(ctx: click.Context, models: tuple[str, ...], suite: str | None, tasks: t
             mark = "✓" if rec.ok else "✗"
             run_ctx.reporter.info(f"{mark} {rec.model} · {rec.task} · fold {rec.fold} · seed {rec.seed}: {metric_line(rec)}")
 
-    try:
-        # with --json, stdout holds only the summaries: what plugins and workers print (Ray forwards their
-        # output and its own messages to this process's stdout) goes to stderr
-        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
-            if not suite:
-                summary = run_grid(reg, run_ctx, req, on_record=emit, executor=executor, retries=retries)
-            else:  # one grid per suite entry, each planned like -m/-t, each with a fresh executor
-                summary = run_grid(reg, run_ctx, reqs[0], on_record=emit, executor=executor, retries=retries)
-                for r in reqs[1:]:
-                    more = run_grid(reg, run_ctx, r, on_record=emit, retries=retries, executor=_make_executor(
-                        reg, run_ctx, executor_name, workers=workers, address=ray_address,
-                        cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job))
-                    _merge(summary, more)
-    except Exception:
-        if not debug:
-            raise
-        import traceback
+    return emit
 
-        traceback.print_exc()
-        click.echo("error: the job above failed (--debug stops at the first failure)", err=True)
-        sys.exit(1)
+
+def _finish(summary: Any, as_json: bool, results_dir: Path) -> None:
+    """The closing line, and the exit status: 1 when a job failed, 2 when the grid had errors."""
     if not as_json:
         n_ok = sum(r.ok for r in summary.finished)
         extra_note = f", {summary.elsewhere} left to a concurrent run" if summary.elsewhere else ""

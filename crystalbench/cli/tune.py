@@ -13,11 +13,12 @@ from ..harness.errors import CrystalbenchError
 from ..harness.params import POOLING_CHOICES
 from ..harness.paths import DEFAULT_RESULTS_DIR
 from ..harness.record import ResultRecord
+from .executors import ExecutorOptionsCommand, executor_options, make_executor
 from .main import CONTEXT, cli, make_context, registry
-from .run import _load_config, _make_executor, metric_line
+from .run import _load_config, metric_line
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(cls=ExecutorOptionsCommand, context_settings=CONTEXT)
 @click.option("-m", "--model", required=True, metavar="NAME", help="Model to tune.")
 @click.option("-t", "--task", required=True, metavar="NAME", help="Task to tune on.")
 @click.option("--space", default="paper", show_default=True, metavar="paper|FILE.toml",
@@ -42,9 +43,9 @@ from .run import _load_config, _make_executor, metric_line
 @click.option("--jobs", type=int, help="Worker processes for featurization (default: all cores).")
 @click.option("--threads", type=int, default=lambda: int(os.environ.get("CRYSTALBENCH_THREADS", "1")),
               show_default="1 or $CRYSTALBENCH_THREADS")
-@click.option("--executor", "executor_name", default="local", show_default=True, metavar="NAME")
-@click.option("--workers", type=int, metavar="N", help="As in bench run (each trial is one job).")
-@click.option("--ray-address", metavar="ADDRESS")
+@click.option("--executor", "executor_name", default="local", show_default=True, metavar="NAME",
+              help="How trials run, as in bench run (each trial is one job); the options after this one are the "
+                   "executors' own.")
 @click.option("--parallel", type=click.IntRange(min=1), metavar="N",
               help="Trials run side by side per batch (default: --workers, else 1; set it for Ray).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per trial and one for the result.")
@@ -54,8 +55,8 @@ def tune(ctx: click.Context, model: str, task: str, space: str, trials: int, sam
          protocol: str | None,
          seed: int, fold: int, epochs: int | None, pooling: str | None, descriptors: str | None,
          config_path: Path | None, device: str, results_dir: Path, data_dir: Path | None, cache_dir: Path | None,
-         jobs: int | None, threads: int, executor_name: str, workers: int | None, ray_address: str | None,
-         parallel: int | None, as_json: bool, no_progress: bool) -> None:
+         jobs: int | None, threads: int, executor_name: str, parallel: int | None, as_json: bool,
+         no_progress: bool, **executor_flags: Any) -> None:
     """Search hyperparameters with Optuna on the validation split, then test the best once.
 
     Trials are scored on the validation part of the training fold; the test set
@@ -68,9 +69,10 @@ def tune(ctx: click.Context, model: str, task: str, space: str, trials: int, sam
       bench tune -m de-cgcnn -t phonon_cv --space paper --trials 24
       bench tune -m cgcnn -t chain1d_short --space my_space.toml --sampler tpe --trials 10 --epochs 50
     """
-    from ..harness.tuning import TuneRequest, load_space
-    from ..harness.tuning import tune as run_tune
+    from ..tune import TuneRequest, load_space
+    from ..tune import tune as run_tune
 
+    chosen = executor_options(executor_flags)
     run_ctx = make_context(data_dir=data_dir, cache_dir=cache_dir, results_dir=results_dir, jobs=jobs,
                            threads=threads, device=device, progress=not no_progress and not as_json)
     reg = registry(ctx, run_ctx)
@@ -78,11 +80,11 @@ def tune(ctx: click.Context, model: str, task: str, space: str, trials: int, sam
     req = TuneRequest(model=spec.name, task=reg.task(task).name, space=load_space(space, spec), trials=trials,
                       sampler=sampler,  # type: ignore[arg-type]
                       protocol=protocol, seed=seed, fold=fold, epochs=epochs, pooling=pooling, descriptors=descriptors,
-                      config=_load_config(config_path), parallel=parallel or workers or 1,
+                      config=_load_config(config_path), parallel=parallel or chosen.get("workers") or 1,
                       pruner=pruner)  # type: ignore[arg-type]
 
     def executor() -> Any:
-        return _make_executor(reg, run_ctx, executor_name, workers=workers, address=ray_address)
+        return make_executor(reg, run_ctx, executor_name, chosen)
 
     def on_trial(number: int, params: dict[str, Any], rec: ResultRecord) -> None:
         if as_json:

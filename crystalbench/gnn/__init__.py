@@ -7,11 +7,13 @@ What a GNN plugin imports::
     from crystalbench.gnn import atom_feature_table, check_elements             # the one atom-feature table
     from crystalbench.gnn import FeatureInput, MLPHead, pool_atoms              # readout, descriptor hybrids
     from crystalbench.gnn import POOLINGS, atom_sum_readout, atom_sum_shift     # the per-atom readout (eq. 13)
+    from crystalbench.gnn import TorchModel, TrainingParams                    # the base of a torch model
     from crystalbench.gnn import TrainConfig, fit_torch, predict_torch          # the shared training loop
     from crystalbench.gnn import param, check_training                          # typed hyperparameters
 
-Modules: `graphs` (numpy), `atom_features` (numpy), `params` (no dependencies),
-`heads` and `trainer` (torch). Names are resolved lazily, so
+Modules: `graphs` (numpy), `atom_features` (numpy), `params` (no dependencies:
+`TrainingParams`, the recipe fields every torch model shares), `torch_model`
+(`TorchModel`, torch-free at import), `heads` and `trainer` (torch). Names are resolved lazily, so
 ``import crystalbench.gnn`` and the numpy-only names never import torch;
 plugin modules still import the torch-backed names inside `fit`.
 """
@@ -40,7 +42,18 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         structure_graph,
     )
     from .heads import FeatureInput, MLPHead, atom_sum_readout, atom_sum_shift, pool_atoms
-    from .params import POOLINGS, check_positive, check_training, param, params_of
+    from .params import (
+        POOLINGS,
+        BatchNormTrainingParams,
+        Optimizer,
+        Scheduler,
+        TrainingParams,
+        check_positive,
+        check_training,
+        param,
+        params_of,
+    )
+    from .torch_model import TorchModel
     from .trainer import (
         FitResult,
         NonFiniteLossError,
@@ -65,7 +78,14 @@ _EXPORTS: dict[str, str] = {
         "graphs",
     ),
     **dict.fromkeys(("FeatureInput", "MLPHead", "atom_sum_readout", "atom_sum_shift", "pool_atoms"), "heads"),
-    **dict.fromkeys(("POOLINGS", "check_positive", "check_training", "param", "params_of"), "params"),
+    **dict.fromkeys(
+        (
+            "POOLINGS", "BatchNormTrainingParams", "Optimizer", "Scheduler", "TrainingParams", "check_positive",
+            "check_training", "param", "params_of",
+        ),
+        "params",
+    ),
+    "TorchModel": "torch_model",
     **dict.fromkeys(
         (
             "FitResult", "NonFiniteLossError", "TargetScaler", "TrainConfig", "deterministic", "fit_torch",
@@ -77,6 +97,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "ATOM_FEATURE_DIM",
+    "BatchNormTrainingParams",
     "CRYSTAL_GRAPH",
     "CrystalGraph",
     "FeatureInput",
@@ -89,9 +110,13 @@ __all__ = [
     "MAX_Z",
     "MLPHead",
     "NonFiniteLossError",
+    "Optimizer",
     "POOLINGS",
+    "Scheduler",
     "TargetScaler",
+    "TorchModel",
     "TrainConfig",
+    "TrainingParams",
     "atom_feature_table",
     "atom_sum_readout",
     "atom_sum_shift",

@@ -9,7 +9,11 @@ leaderboard come from the architectures and not from the loops around them:
   predictions, whatever the intra-op thread count and whichever job of the
   process it is (torch's deterministic algorithms are switched on for the
   duration of `fit_torch` / `predict_torch` on CPU, so scatter-style backward
-  passes inside third-party networks accumulate in a fixed order);
+  passes inside third-party networks accumulate in a fixed order). The
+  network is built and trained under torch's RNG forked and seeded with
+  `seed` (`crystalbench.harness.seeding.torch_rng`): a fit is reproducible on
+  its own and never reseeds the process's RNGs, which the harness seeds once
+  per job;
 - regression targets standardized with training statistics (MSE loss), metrics
   and early stopping in the task's units; classification with cross-entropy;
 - the model's reference recipe: optimizer (Adam, AdamW or SGD with momentum) and
@@ -58,8 +62,10 @@ from torch import nn
 from crystalbench.harness.context import Progress
 from crystalbench.harness.dataset import Dataset
 from crystalbench.harness.errors import BadInputError, CrystalbenchError
-from crystalbench.harness.seeding import seed_everything
+from crystalbench.harness.seeding import torch_rng
 from crystalbench.harness.telemetry import report_epoch
+
+from .params import BatchNormTrainingParams, training_problems
 
 __all__ = [
     "TrainConfig",
@@ -148,8 +154,12 @@ class _Batches:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings shared by all torch models.
+class TrainConfig(BatchNormTrainingParams):
+    """Optimisation settings shared by all torch models: a model's `TrainingParams` plus how this run trains.
+
+    The recipe fields (epochs ... patience, precise_bn*) are `TrainingParams`'s
+    (`crystalbench.gnn.params`), validated by the same rules (`training_problems`);
+    the defaults below are the loop's when a model's params do not set them.
 
     epochs: maximum number of epochs (``--epochs`` overrides).
     batch_size: samples per optimisation step (also used for prediction).
@@ -194,55 +204,17 @@ class TrainConfig:
         (cross-entropy on integer class targets; the module returns logits).
     """
 
-    epochs: int = 300
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    momentum: float = 0.9
-    scheduler: Literal["none", "onecycle", "multistep"] = "none"
-    lr_milestone: int = 100
-    patience: int | None = 50
     device: str = "cpu"
     grad_clip: float | None = None
-    precise_bn: bool = True
-    precise_bn_batches: int = 2
     precise_bn_max_batches: int | None = None
-    precise_bn_tolerance: float | None = 5.0
     task_type: TaskType = "regression"
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.epochs < 1:
-            problems.append(f"epochs={self.epochs} (must be >= 1)")
-        if self.batch_size < 1:
-            problems.append(f"batch_size={self.batch_size} (must be >= 1)")
-        if not self.lr > 0:
-            problems.append(f"lr={self.lr} (must be > 0)")
-        if not self.weight_decay >= 0:
-            problems.append(f"weight_decay={self.weight_decay} (must be >= 0)")
-        if self.patience is not None and self.patience < 0:
-            problems.append(f"patience={self.patience} (must be >= 0, or None for no early stopping)")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            problems.append(f"grad_clip={self.grad_clip} (must be > 0, or None)")
-        if self.optimizer not in ("adam", "adamw", "sgd"):
-            problems.append(f"optimizer={self.optimizer!r} (choose adam, adamw or sgd)")
-        if self.scheduler not in ("none", "onecycle", "multistep"):
-            problems.append(f"scheduler={self.scheduler!r} (choose none, onecycle or multistep)")
-        if not 0.0 <= self.momentum < 1.0:
-            problems.append(f"momentum={self.momentum} (must be in [0, 1))")
-        if self.lr_milestone < 1:
-            problems.append(f"lr_milestone={self.lr_milestone} (must be >= 1)")
-        if self.precise_bn_batches < 1:
-            problems.append(f"precise_bn_batches={self.precise_bn_batches} (must be >= 1)")
-        if self.precise_bn_max_batches is not None and self.precise_bn_max_batches < 1:
-            problems.append(f"precise_bn_max_batches={self.precise_bn_max_batches} (must be >= 1, or None for always)")
-        if self.precise_bn_tolerance is not None and not self.precise_bn_tolerance >= 0:
-            problems.append(f"precise_bn_tolerance={self.precise_bn_tolerance} (must be >= 0; 0 or None: every epoch)")
+        problems = training_problems(self)  # the rules `TrainingParams` checks, one set for both
         if self.task_type not in ("regression", "classification"):
-            problems.append(f"task_type={self.task_type!r}")
+            problems.append(f"task_type must be regression or classification, got {self.task_type!r}")
         if problems:
-            raise BadInputError("invalid training settings: " + ", ".join(problems))
+            raise BadInputError("invalid training settings: " + "; ".join(problems))
 
     @classmethod
     def from_params(cls, params: Any, *, task_type: TaskType = "regression", device: str = "cpu") -> TrainConfig:
@@ -653,7 +625,7 @@ def fit_torch(
         if y_val is None:
             raise BadInputError(f"{desc}: val_items given without y_val")
         y_val_checked = _check_targets(y_val, cfg, f"{desc}: validation set", len(val_items))
-    with deterministic(device), flush_denormal(device), reuse_freed_memory(device):
+    with deterministic(device), flush_denormal(device), reuse_freed_memory(device), torch_rng(seed, device):
         return _fit(build, train_items, y_train, collate, cfg, device, val_items if has_val else None,
                     y_val_checked, seed, progress, desc)
 
@@ -671,7 +643,6 @@ def _fit(
     progress: bool,
     desc: str,
 ) -> FitResult:
-    seed_everything(seed)
     module = build if isinstance(build, nn.Module) else build()
     module = module.to(device)
     classification = cfg.task_type == "classification"

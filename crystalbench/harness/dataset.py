@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import BadInputError
 
-__all__ = ["Dataset", "structure_key"]
+__all__ = ["Dataset", "structure_key", "composition_key"]
 
 
 def structure_key(structure) -> str:
@@ -39,6 +39,14 @@ def structure_key(structure) -> str:
     if "magmom" in props:  # magnetic ordering changes some targets, keep it distinct
         h.update(np.round(np.asarray(props["magmom"], dtype=float), 4).tobytes())
     return h.hexdigest()[:32]
+
+
+def composition_key(comp) -> str:
+    """Stable hash of a composition's elements and exact amounts: the `structure_key` of
+    composition-only data (and the descriptor cache key of composition descriptors), one
+    function for both so a composition is identified the same way everywhere."""
+    text = "|".join(f"{sp}:{amt!r}" for sp, amt in sorted((str(k), float(v)) for k, v in comp.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,7 +129,7 @@ class Dataset:
     def structure_keys(self) -> tuple[str, ...]:
         if self.structures is None:
             assert self.compositions is not None  # __post_init__ requires one of the two
-            return tuple(hashlib.sha256(c.formula.encode()).hexdigest()[:32] for c in self.compositions)
+            return tuple(composition_key(c) for c in self.compositions)
         return tuple(structure_key(s) for s in self.structures)
 
     @cached_property

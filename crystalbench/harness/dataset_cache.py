@@ -1,13 +1,14 @@
 """The loaded-dataset cache: every task that declares its files is loaded once, built-in or plugin.
 
 `Workspace.load` asks this cache before calling a task's `load(ctx)` and fills it
-after. An entry is keyed by
-
-- the path and sha256 of every file the task's `files(ctx)` lists (a folder: every
-  file in it; a missing file counts as missing), so changed data is a miss;
-- the task's name, target, type, `version` (bump it when the loader returns other
-  data for the same files), and the name and version of the plugin providing it;
-- `FORMAT`, the layout of the entry itself.
+after. An entry is keyed by the task's fingerprint (`fingerprint.TaskFingerprint.
+cache_key`): the same digest that is the job's `data` field, over the sha256 of
+every file the task's `files(ctx)` lists (a folder: every file in it; a missing
+file counts as missing), the task's name, target, type, `version` (bump it when
+the loader returns other data for the same files) and the name and version of
+the plugin providing it, plus where the files are. Changed data is a miss, and
+a job id and its cached dataset always describe the same data. `FORMAT`, the
+layout of an entry, versions the Store.
 
 Tasks without `files` (`TaskSpec.files is None`) are loaded every time: nothing
 would tell the cache that their data changed. A generated task declares
@@ -28,57 +29,22 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .dataset import Dataset
-from .provenance import file_sha256
-from .store import atomic_write, digest
+from .store import atomic_write
 
 if TYPE_CHECKING:
     from .context import RunContext
-    from .specs import TaskSpec
 
-__all__ = ["DatasetCache", "FORMAT", "NAMESPACE", "task_key", "encode", "decode", "round_trip"]
+__all__ = ["DatasetCache", "FORMAT", "NAMESPACE", "encode", "decode", "round_trip"]
 
 log = logging.getLogger("crystalbench.dataset_cache")
 
 NAMESPACE = "datasets"
 FORMAT = "1"
-
-
-def _files_content(paths: Sequence[Path]) -> list[Any]:
-    """[path, sha256 | folder listing | None] per declared path, in the declared order.
-
-    The resolved path is part of the key too: a loader may record where it read from
-    (meta), so the same bytes in another folder are loaded once more, not shared.
-    """
-    out: list[Any] = []
-    for p in map(Path, paths):
-        where = str(p.expanduser().resolve())
-        if p.is_file():
-            out.append([where, file_sha256(p)])
-        elif p.is_dir():
-            inside = sorted(f for f in p.rglob("*") if f.is_file())
-            out.append([where + "/", [[str(f.relative_to(p)), file_sha256(f)] for f in inside]])
-        else:
-            out.append([where, None])
-    return out
-
-
-def task_key(spec: TaskSpec, ctx: RunContext, *, plugin: str | None, plugin_version: str | None) -> str | None:
-    """The cache key of a task's dataset now, or None when the task declares no files (never cached)."""
-    if spec.files is None:
-        return None
-    files = _files_content(list(spec.files(ctx)))
-    return digest({
-        "format": FORMAT, "task": spec.name, "target": spec.target, "task_type": spec.task_type,
-        "provides": spec.provides, "task_version": str(spec.version),
-        "plugin": plugin, "plugin_version": plugin_version, "files": files,
-    }, 32)
 
 
 # ----------------------------------------------------------------------------- encoding

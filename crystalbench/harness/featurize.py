@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .context import RunContext
-from .dataset import Dataset
+from .dataset import Dataset, composition_key
 from .noise import NoiseCounter, capture_c_stderr
 from .specs import DescriptorSpec
 from .store import Store, atomic_write
@@ -79,16 +79,11 @@ def _die_with_parent() -> None:
             pass
 
 
-def _composition_key(comp) -> str:
-    text = "|".join(f"{sp}:{amt!r}" for sp, amt in sorted((str(k), float(v)) for k, v in comp.items()))
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
 def _inputs_and_keys(spec: DescriptorSpec, data: Dataset) -> tuple[Sequence[Any], Sequence[str]]:
     if spec.needs == "composition" or data.structures is None:
         comps = data.compositions
         assert comps is not None  # set on every Dataset
-        return comps, [_composition_key(c) for c in comps]
+        return comps, [composition_key(c) for c in comps]
     return data.structures, data.structure_keys
 
 

@@ -17,7 +17,11 @@ identity hashes and what the record stores. A plugin that only gives
 same rules apply to it.
 
 Docs tables of defaults are generated from these classes (`params_table`), so
-they cannot drift from the code.
+they cannot drift from the code. Tables and records list fields in reading
+order (`ordered_fields`): a class's own hyperparameters first, then those it
+inherits from a base that marks itself ``params_last`` (the shared training
+recipe, `crystalbench.gnn.TrainingParams`), although dataclasses put inherited
+fields first.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from typing import Any, Literal, get_args, get_origin
 from .errors import BadInputError
 
 __all__ = [
-    "params_from_defaults", "resolve_params", "params_to_dict", "params_table", "field_choices", "POOLING_CHOICES",
+    "params_from_defaults", "resolve_params", "params_to_dict", "params_table", "field_choices", "ordered_fields",
+    "POOLING_CHOICES",
 ]
 
 # Every readout `--pooling` offers (a model lists the ones it supports in `ModelSpec.poolings`): the mean or
@@ -150,10 +155,29 @@ def resolve_params(
         raise BadInputError(f"model {model!r}: {exc}") from None
 
 
+def ordered_fields(cls: Any) -> list[dataclasses.Field[Any]]:
+    """The dataclass fields of `cls` (a class or an instance) in reading order.
+
+    Fields inherited from a base class that sets ``params_last = True`` in its
+    own body come after all others, each group in dataclass order. Why: a model's
+    params class extends the shared training recipe (`crystalbench.gnn.TrainingParams`),
+    and dataclasses list a base's fields first; a reader of a model's table (or
+    of a record's hyperparameters) looks for the architecture first and the
+    recipe after it, as the tables always read.
+    """
+    typ = cls if isinstance(cls, type) else type(cls)
+    last: set[str] = set()
+    for base in typ.__mro__:
+        if vars(base).get("params_last") is True and dataclasses.is_dataclass(base):
+            last.update(f.name for f in dataclasses.fields(base))
+    all_fields = dataclasses.fields(cls)
+    return [f for f in all_fields if f.name not in last] + [f for f in all_fields if f.name in last]
+
+
 def params_to_dict(params: Any) -> dict[str, Any]:
-    """Plain JSON-ready dict of a params instance (tuples become lists)."""
+    """Plain JSON-ready dict of a params instance (tuples become lists), in `ordered_fields` order."""
     out = {}
-    for f in dataclasses.fields(params):
+    for f in ordered_fields(params):
         v = getattr(params, f.name)
         out[f.name] = list(v) if isinstance(v, tuple) else v
     return out
@@ -163,7 +187,7 @@ def params_table(cls: type) -> list[tuple[str, str, str, str]]:
     """(name, type, default, doc) rows for generated docs; the doc comes from field metadata 'doc'."""
     rows = []
     hints = _hints(cls)
-    for f in dataclasses.fields(cls):
+    for f in ordered_fields(cls):
         if f.default is not dataclasses.MISSING:
             default = f.default
         elif f.default_factory is not dataclasses.MISSING:

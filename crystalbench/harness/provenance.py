@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import subprocess
 import sys
 from functools import cache, lru_cache
 from importlib import metadata
 from pathlib import Path
+
+from .fingerprint import file_sha256  # the one file hash; re-exported for older imports
 
 __all__ = ["environment", "git_commit", "file_sha256", "package_version"]
 
@@ -40,22 +41,6 @@ def git_commit() -> str | None:
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, memoised on (path, size, mtime) since raw data files are re-read per task."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _SHA_CACHE[key] = h.hexdigest()
-    return _SHA_CACHE[key]
 
 
 def environment() -> dict:

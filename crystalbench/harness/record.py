@@ -49,6 +49,7 @@ ORIGINS = ("run", "tune", "unknown")
 _COMPACT = 24
 SCHEMA_FILE = Path(__file__).with_name("record.schema.json")
 _REL_TOL = 1e-6
+_ALL_NUMBERS = object()  # sentinel: no non-number found
 
 
 class InvalidRecordError(CrystalbenchError):
@@ -67,6 +68,20 @@ def _recipe_fields(d: Mapping[str, Any], version: int) -> dict[str, Any]:
     if d["origin"] not in ORIGINS:
         raise InvalidRecordError(f"field 'origin' is {str(d['origin'])[:40]!r}, not one of {', '.join(ORIGINS)}")
     return {"non_default": dict(d["non_default"]), "origin": d["origin"]}
+
+
+def _is_timestamp(text: str) -> bool:
+    """Whether `text` is an ISO 8601 time (the `created` of a record)."""
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_number(x: Any) -> bool:
+    """A JSON number (an int or float, not a bool): what a stored target or prediction must be."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def schema() -> dict[str, Any]:
@@ -224,7 +239,7 @@ class ResultRecord:
         if not isinstance(d, Mapping):
             raise InvalidRecordError(f"not a JSON object but {type(d).__name__}")
         version = d.get("schema_version", d.get("schema"))
-        if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        if type(version) is not int or version not in READABLE_VERSIONS:  # not 3.0, "3" or True
             raise InvalidRecordError(
                 f"schema_version {version!r} is not {SCHEMA_VERSION} (written by another crystalbench version; "
                 "re-run the job to refresh it)"
@@ -250,6 +265,9 @@ class ResultRecord:
             values[key] = d[key]
         if not all(isinstance(w, str) for w in values["warnings"]):
             raise InvalidRecordError("field 'warnings' must be a list of strings")
+        if not _is_timestamp(values["created"]):
+            # the leaderboard keeps the newest record of a run by this field: it must be a time
+            raise InvalidRecordError(f"field 'created' is {values['created'][:40]!r}, not an ISO 8601 time")
         values.update(_recipe_fields(d, version))
         return cls(job=job, schema_version=SCHEMA_VERSION, **values)
 
@@ -284,8 +302,15 @@ class ResultRecord:
         for key in ("target", "unit"):
             if not isinstance(self.task_info.get(key, ""), str):
                 out.append(f"task_info.{key} must be a string")
-        if not isinstance(self.provenance.get("split", {}), dict):
+        split = self.provenance.get("split", {})
+        if not isinstance(split, dict):
             out.append("provenance.split must be an object")
+            return out
+        for key in ("n_train", "n_val", "n_test"):  # counts the validator compares and branches on
+            n = split.get(key)
+            if n is not None and (type(n) is not int or not 0 <= n < 2**53):
+                out.append(f"provenance.split.{key} must be a non-negative integer, got {str(n)[:40]!r}")
+        if out:
             return out
         if self.status == "failed":
             if not self.error:
@@ -315,6 +340,11 @@ class ResultRecord:
             return [f"predictions have unequal or zero lengths ({len(ids)}, {len(y_true)}, {len(y_pred)})"]
         if len(set(map(str, ids))) != len(ids):
             return ["predictions.ids has duplicates"]
+        for key, values in (("y_true", y_true), ("y_pred", y_pred)):
+            # numpy would read "1.5" and true as numbers: a stored value must be one already
+            bad = next((v for v in values if not _is_number(v)), _ALL_NUMBERS)
+            if bad is not _ALL_NUMBERS:
+                return [f"predictions.{key} holds {str(bad)[:40]!r}, not a number"]
         n_atoms = p.get("n_atoms")
         if n_atoms is not None and (not isinstance(n_atoms, list) or len(n_atoms) != len(ids)
                                     or not all(isinstance(n, int) and n >= 0 for n in n_atoms)):

@@ -27,6 +27,7 @@ __all__ = [
     "DescriptorSpec",
     "SplitIds",
     "ExecutorSpec",
+    "ExecutorOption",
     "SuiteEntry",
     "SuiteSpec",
     "NAME_PATTERN",
@@ -79,6 +80,9 @@ class ModelContext:
     task_type / n_classes / extensive: from the task being run.
     device / threads: where to train; the harness has already applied `threads`
         to torch before the factory is called.
+    seed: the job's seed, for a factory that needs it before `fit`; `fit` receives the same
+        value, and the harness has seeded the process's RNGs with it once, before the factory
+        (`crystalbench.harness.seeding`).
     cache_dir: the cache root; use `run.cache(namespace, version)` for a `Store`.
     run: the invocation's `RunContext` (None only when a model is built by hand).
     """
@@ -278,20 +282,53 @@ class DescriptorSpec:
     categorical: tuple[str, ...] = ()
 
 
+OptionType = Literal["str", "int", "float", "flag"]
+
+
+@dataclass(frozen=True)
+class ExecutorOption:
+    """A command-line option an executor declares: `bench run` and `bench tune` show and parse it.
+
+    name: the key of the factory's `options` mapping (a Python identifier, e.g. "cpus_per_job").
+    help: what it does, shown by `--help`; say which executor it applies to and its default.
+    type: "str", "int", "float" or "flag" (a switch: True when given).
+    flag: the command-line spelling; default "--" + name with "_" as "-" (e.g. "--cpus-per-job").
+    metavar: the value's placeholder in `--help` (e.g. "N", "ADDRESS").
+
+    Not given, an option is None (a flag: False) in `options`, so the factory applies
+    its own default. Executors may declare the same option (`workers`: local and ray):
+    it is one flag, with both helps. An option given to an executor that does not
+    declare it is one error line ("--gpus-per-job applies to --executor ray, not local").
+    """
+
+    name: str
+    help: str = ""
+    type: OptionType = "str"
+    flag: str = ""
+    metavar: str | None = None
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+
 @dataclass(frozen=True)
 class ExecutorSpec:
     """A way to run jobs a plugin offers (`bench run --executor NAME`).
 
     name: what users type after `--executor` ("local", "ray"...), matching `NAME_PATTERN`.
     factory: `factory(ctx: RunContext, options: Mapping[str, Any]) -> Executor`; `options`
-        holds the executor flags of `bench run` (workers, address, cpus/gpus per job,
-        retries). Import heavy dependencies (ray...) inside the factory.
+        maps the name of every option the executor declares to its value (workers,
+        address, cpus/gpus per job...). Import heavy dependencies (ray...) inside the factory.
     description: shown by `bench list executors` and `bench plugins`.
+    options: the command-line options the executor takes (`ExecutorOption`); `bench run`
+        and `bench tune` add them to their own flags, so a plugin's executor needs no CLI change.
     """
 
     name: str
     factory: Callable[..., Any]
     description: str = ""
+    options: tuple[ExecutorOption, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ import numpy as np
 
 from .dataset import Dataset
 from .errors import BadInputError, UnknownNameError
+from .fingerprint import file_sha256
 from .specs import SplitIds, TaskSpec
 
 if TYPE_CHECKING:
@@ -133,9 +134,9 @@ def matbench_folds(n: int, seed: int, needs_validation: bool) -> list[Fold]:
 
 
 def split_file_digest(path: Path) -> str:
-    """sha256 of a split file (part of a job's identity)."""
+    """sha256 of a split file (part of a job's identity), by the one file hash (`fingerprint.file_sha256`)."""
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:24]
+        return file_sha256(path)[:24]
     except OSError as exc:
         raise BadInputError(f"split file {path}: {exc.strerror or exc}") from None
 

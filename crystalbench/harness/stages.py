@@ -1,8 +1,9 @@
 """`run_job(job, ctx) -> ResultRecord`: the stages of one job.
 
-    prepare           load the task's data (memoised per process; on disk by
-                      `dataset_cache` when the task declares its files), make the
-                      fold, attach descriptor features
+    prepare           load the task's data (once per Workspace; on disk in
+                      `dataset_cache` under the task's fingerprint, the same one
+                      that is the job's `data` field), make the fold, attach
+                      descriptor features
     check_compatible  the only home of every "needs" rule: what the model needs x
                       what the task provides x what the descriptor set needs x
                       whether the target means anything (constant, one class) x
@@ -13,7 +14,8 @@
 
 An incompatible job raises `IncompatibleError` before any training: it is a
 user error (one `error:` line), not a result. A job whose plugin code fails is
-a `failed` record with the real cause. `Workspace` holds what jobs of one
+a `failed` record with the real cause. Each stage is one function (`_prepare`,
+`_check`, `_execute`, `_record`). `Workspace` holds what jobs of one
 process share (loaded datasets, descriptor values, folds); it is rebuilt from
 the registry in a worker that has none.
 """
@@ -34,19 +36,19 @@ import numpy as np
 
 from .context import RunContext
 from .dataset import Dataset
-from .dataset_cache import DatasetCache, task_key
+from .dataset_cache import DatasetCache
 from .errors import BadInputError, CrystalbenchError, DataUnavailableError
 from .featurize import compute_descriptors
+from .fingerprint import TaskFingerprint, content_fingerprint, task_fingerprint
 from .job import Job
 from .metrics import score
 from .params import params_to_dict, resolve_params
-from .provenance import environment, file_sha256
+from .provenance import environment
 from .record import ResultRecord, jsonable
 from .registry import Registry
 from .seeding import apply_threads, seed_everything, torch_if_installed
 from .specs import DescriptorSpec, ModelContext, ModelSpec, TaskSpec
 from .splits import Fold, make_folds
-from .store import digest
 from .telemetry import epoch_observer, observing_epochs
 
 __all__ = ["Workspace", "LoadedTask", "IncompatibleError", "run_job", "check_compatible", "leak_warnings",
@@ -81,7 +83,7 @@ class Workspace:
         self.ctx = ctx
         self.extra_tasks = dict(extra_tasks or {})
         self._loaded: dict[str, LoadedTask] = {}
-        self._fingerprints: dict[str, str] = {}
+        self._fingerprints: dict[str, TaskFingerprint] = {}
         self._env: dict[str, Any] | None = None
 
     def task(self, name: str) -> TaskSpec:
@@ -92,68 +94,60 @@ class Workspace:
             self._env = environment()
         return self._env
 
-    def _files(self, spec: TaskSpec) -> dict[str, str]:
-        if spec.files is None:
-            return {}
-        out = {}
-        for f in spec.files(self.ctx):
-            p = Path(f)
-            if p.is_file():
-                out[p.name if p.name not in out else str(p)] = file_sha256(p)
-        return out
+    def _fingerprint_now(self, spec: TaskSpec) -> TaskFingerprint | None:
+        """The task's fingerprint from its declared files as they are now (None: it declares none)."""
+        return task_fingerprint(spec, self.ctx, plugin=self.reg.owner.get(("task", spec.name)),
+                                plugin_version=self.reg.plugin_version("task", spec.name))
 
     def fingerprint(self, name: str) -> str:
-        """What identifies the task's data without loading it when the task declares its files.
+        """The task's data identity, the job's `data` field (`fingerprint.task_fingerprint`).
 
-        Raw-file checksums + task version + plugin version + target when `files` is
-        declared; otherwise the dataset is loaded and its content hash is used.
+        Computed once per task per Workspace, from the declared files without loading
+        them; a task that declares no files, or none of whose files exist yet (its
+        loader may fetch them), is loaded first.
         """
         if name not in self._fingerprints:
-            spec = self.task(name)
-            from_files = self._files_fingerprint(spec, self._files(spec))
-            self._fingerprints[name] = from_files or self.load(name).fingerprint
-        return self._fingerprints[name]
-
-    def _files_fingerprint(self, spec: TaskSpec, files: dict[str, str]) -> str | None:
-        """The fingerprint of a task that declares its files (None when it declares none that exist)."""
-        if not files:
-            return None
-        owner = {"plugin": self.reg.owner.get(("task", spec.name)), "version": self.reg.plugin_version("task", spec.name)}
-        return "files:" + digest({"files": files, "task_version": spec.version, "owner": owner, "target": spec.target}, 24)
-
-    def _cache_key(self, spec: TaskSpec) -> str | None:
-        return task_key(spec, self.ctx, plugin=self.reg.owner.get(("task", spec.name)),
-                        plugin_version=self.reg.plugin_version("task", spec.name))
+            fp = self._fingerprint_now(self.task(name))
+            if fp is None or not fp.any_present:
+                return self.load(name).fingerprint
+            self._fingerprints[name] = fp
+        return self._fingerprints[name].data
 
     def load(self, name: str) -> LoadedTask:
-        """The task's dataset: from the dataset cache when its files are unchanged, else `spec.load` (then cached)."""
+        """The task's dataset: from the dataset cache under its fingerprint, else `spec.load` (then cached)."""
         if name not in self._loaded:
             spec = self.task(name)
             t0 = time.perf_counter()
-            cache = DatasetCache(self.ctx)
-            key = self._cache_key(spec)
-            data = cache.get(key) if key is not None else None
-            if data is not None:
-                log.debug("task %s: dataset read from the cache (%s)", name, cache.store.path(key or "", "json"))
-                skipped = data.meta.get("skipped_count")
-                if isinstance(skipped, int) and skipped > 0:  # the loader's warnings are not replayed on a hit
-                    self.ctx.reporter.note(f"task {name!r}: {skipped} bad row(s) were skipped when its files were "
-                                           "first read (see that run's warnings; the dataset comes from the cache)")
-            else:
+            fp = self._fingerprints.get(name) or self._fingerprint_now(spec)
+            data = self._cached(name, fp)
+            if data is None:
                 data = spec.load(self.ctx)
                 if not isinstance(data, Dataset):
                     raise CrystalbenchError(f"task {name!r}: load returned {type(data).__name__}, not a Dataset")
                 if len(data) == 0:
                     raise CrystalbenchError(f"task {name!r} loaded an empty dataset")
-                key = self._cache_key(spec)  # after the load: a loader may have fetched its files
-                if key is not None:
-                    cache.put(key, data)
-            secs = time.perf_counter() - t0
-            files = self._files(spec)
-            fp = self._files_fingerprint(spec, files) or "content:" + data.content_hash[:24]
+                if fp is not None and not fp.complete:  # the loader may have fetched its files
+                    fp = self._fingerprint_now(spec)
+                if fp is not None and fp.cache_key is not None:
+                    DatasetCache(self.ctx).put(fp.cache_key, data)
+            fp = fp or content_fingerprint(data)
             self._fingerprints[name] = fp
-            self._loaded[name] = LoadedTask(spec, data, secs, files, fp)
+            self._loaded[name] = LoadedTask(spec, data, time.perf_counter() - t0, fp.files, fp.data)
         return self._loaded[name]
+
+    def _cached(self, name: str, fp: TaskFingerprint | None) -> Dataset | None:
+        """The task's dataset from the dataset cache, or None (no files declared, or a miss)."""
+        if fp is None or fp.cache_key is None:
+            return None
+        cache = DatasetCache(self.ctx)
+        data = cache.get(fp.cache_key)
+        if data is not None:
+            log.debug("task %s: dataset read from the cache (%s)", name, cache.store.path(fp.cache_key, "json"))
+            skipped = data.meta.get("skipped_count")
+            if isinstance(skipped, int) and skipped > 0:  # the loader's warnings are not replayed on a hit
+                self.ctx.reporter.note(f"task {name!r}: {skipped} bad row(s) were skipped when its files were "
+                                       "first read (see that run's warnings; the dataset comes from the cache)")
+        return data
 
     def features(self, loaded: LoadedTask, dspec: DescriptorSpec) -> tuple[np.ndarray, float]:
         if dspec.name not in loaded.features:
@@ -305,7 +299,7 @@ def recipe_differences(job: Job, spec: ModelSpec, task: TaskSpec) -> dict[str, A
     plus the model's default descriptor set. Stored in the record, so a 3-epoch test
     run is never presented as the model.
     """
-    from .runner import GridRequest, resolve_job_params  # the runner imports this module
+    from .grid import GridRequest, resolve_job_params  # not the runner: it imports this module
 
     try:
         recipe = resolve_job_params(spec, task, GridRequest(models=[spec.name], tasks=[task.name]))
@@ -390,21 +384,44 @@ def failed_record(job: Job, task: TaskSpec | None, error: str, tb: str | None = 
     )
 
 
+@dataclass
+class _Prepared:
+    """What the prepare stage hands on: the specs, the data as the model sees it, its fold."""
+
+    task: TaskSpec
+    spec: ModelSpec
+    dspec: DescriptorSpec | None
+    loaded: LoadedTask
+    fold: Fold
+    work: Dataset  # the task's data, with the descriptor columns when the job has a descriptor set
+    features: np.ndarray | None  # those columns (None: no descriptor set)
+
+
 def _run_stages(job: Job, ctx: RunContext, workspace: Workspace, *, split_file: Path | None = None) -> ResultRecord:
-    """The stages of `run_job`: a failure of the model is a failed record here; what preparing the
-    job raises, and `KeyboardInterrupt`, reach `run_job`. With `ctx.debug`, a failing job re-raises."""
+    """The stages of `run_job` (see the module docstring): a failure of the model is a failed record
+    here; what preparing the job raises, and `KeyboardInterrupt`, reach `run_job`. With `ctx.debug`,
+    a failing job re-raises."""
+    prep, record = _prepare(job, ctx, workspace, split_file)
+    _check(prep, record)
+    t_start = time.perf_counter()
+    test, pred, threads = _execute(job, ctx, prep, record)
+    _record(job, ctx, workspace, prep, record, test, pred, threads)
+    record.timings["total"] = round(time.perf_counter() - t_start, 4)
+    return record
+
+
+def _prepare(job: Job, ctx: RunContext, workspace: Workspace,
+             split_file: Path | None) -> tuple[_Prepared, ResultRecord]:
+    """Stage 1: the task's data (shared by the Workspace), the job's fold, the descriptor columns."""
     task = workspace.task(job.task)
     spec = workspace.reg.model(job.model)
     dspec = workspace.reg.descriptor(job.descriptors) if job.descriptors else None
-
-    # -- prepare
     loaded = workspace.load(job.task)
     data = loaded.data
-    fold = workspace.folds(loaded, job, spec.needs_validation, split_file)
-    if job.fold >= len(fold):
-        raise IncompatibleError(f"task {task.name!r} has {len(fold)} fold(s) under {job.protocol}; no fold {job.fold}")
-    fold_ = fold[job.fold]
-    features = None
+    folds = workspace.folds(loaded, job, spec.needs_validation, split_file)
+    if job.fold >= len(folds):
+        raise IncompatibleError(f"task {task.name!r} has {len(folds)} fold(s) under {job.protocol}; no fold {job.fold}")
+    fold = folds[job.fold]
     record = ResultRecord(
         job=job,
         task_info={
@@ -413,12 +430,11 @@ def _run_stages(job: Job, ctx: RunContext, workspace: Workspace, *, split_file: 
             **_adhoc_task_info(workspace, task),
         },
         timings={"load": round(loaded.load_seconds, 4)},
-        non_default=recipe_differences(job, spec, task),
         origin="tune" if ctx.options.get("origin") == "tune" else "run",
     )
     if dspec is not None and dspec.needs == "structure" and data.structures is None:
-        check_compatible(spec, task, data, dspec, None, data.targets[fold_.train])
-    work = data
+        check_compatible(spec, task, data, dspec, None, data.targets[fold.train])  # before featurizing nothing
+    work, features = data, None
     if dspec is not None:
         values, secs = workspace.features(loaded, dspec)
         keep = [j for j, n in enumerate(dspec.feature_names) if n not in task.exclude_features]
@@ -426,43 +442,33 @@ def _run_stages(job: Job, ctx: RunContext, workspace: Workspace, *, split_file: 
         work = data.with_features([dspec.feature_names[j] for j in keep], features)
         record.timings["featurize"] = round(secs, 4)
         record.fit_info["withheld_features"] = [n for n in dspec.feature_names if n in task.exclude_features]
+    return _Prepared(task, spec, dspec, loaded, fold, work, features), record
 
-    # -- check_compatible
-    check_compatible(spec, task, data, dspec, None if features is None else features[fold_.train],
-                     data.targets[fold_.train])
-    record.warnings.extend(leak_warnings(spec, task))
 
-    env = workspace.environment()
-    record.provenance = {
-        **env,
-        "plugins": {
-            "model": {"name": workspace.reg.owner.get(("model", spec.name)),
-                      "version": workspace.reg.plugin_version("model", spec.name)},
-            "task": {"name": workspace.reg.owner.get(("task", task.name)),
-                     "version": workspace.reg.plugin_version("task", task.name)},
-        },
-        "dataset": {
-            "name": task.name, "n": len(data), "content_hash": data.content_hash, "files": loaded.files,
-            "fingerprint": loaded.fingerprint,
-            **{k: data.meta[k] for k in ("skipped_count", "filters") if k in data.meta},
-        },
-        "split": fold_.describe(data) | {"seed": job.seed},
-    }
-    if dspec is not None:
-        record.provenance["plugins"]["descriptors"] = {
-            "name": dspec.name, "plugin": workspace.reg.owner.get(("descriptor", dspec.name)),
-            "version": dspec.version, "plugin_version": workspace.reg.plugin_version("descriptor", dspec.name),
-        }
+def _check(prep: _Prepared, record: ResultRecord) -> None:
+    """Stage 2: `check_compatible` on the training fold (raises), then the target-leak warnings."""
+    train = prep.fold.train
+    check_compatible(prep.spec, prep.task, prep.loaded.data, prep.dspec,
+                     None if prep.features is None else prep.features[train], prep.loaded.data.targets[train])
+    record.warnings.extend(leak_warnings(prep.spec, prep.task))
 
-    # -- execute (plugin code: isolated)
-    t_start = time.perf_counter()
+
+def _execute(job: Job, ctx: RunContext, prep: _Prepared,
+             record: ResultRecord) -> tuple[Dataset | None, np.ndarray | None, int | None]:
+    """Stage 3, plugin code, isolated: threads, seed, factory, fit, predict.
+
+    Returns the test set, the checked predictions and the thread count applied; a
+    failure of the plugin (or predictions that are not one finite number per test
+    sample) is the record's error instead, and the predictions are None.
+    """
+    spec, fold, work = prep.spec, prep.fold, prep.work
     try:
-        train = work.subset(fold_.train)
-        val = work.subset(fold_.val) if len(fold_.val) else None
-        test = work.subset(fold_.test)
+        train = work.subset(fold.train)
+        val = work.subset(fold.val) if len(fold.val) else None
+        test = work.subset(fold.test)
         threads = apply_threads(ctx.threads)  # before the factory: the first job of a process too
         seed_everything(job.seed)
-        mctx = model_context(job, spec, task, data, ctx)
+        mctx = model_context(job, spec, prep.task, prep.loaded.data, ctx)
         model = spec.factory(mctx)
         t0 = time.perf_counter()
         with observing_epochs(epoch_observer(job.id, ctx.options)):
@@ -474,37 +480,7 @@ def _run_stages(job: Job, ctx: RunContext, workspace: Workspace, *, split_file: 
         t0 = time.perf_counter()
         raw = model.predict(test)
         record.timings["predict"] = round(time.perf_counter() - t0, 4)
-        try:
-            pred = np.asarray(raw, dtype=float).reshape(-1)
-        except (TypeError, ValueError):
-            raise CrystalbenchError(f"model {spec.name!r} returned predictions that are not numbers") from None
-        if len(pred) != len(test):
-            raise CrystalbenchError(f"model {spec.name!r} returned {len(pred)} predictions for {len(test)} samples")
-        if not np.all(np.isfinite(pred)):
-            raise CrystalbenchError(
-                f"model {spec.name!r} returned {int((~np.isfinite(pred)).sum())} NaN or infinite predictions"
-            )
-        if task.task_type == "classification" and data.classes:
-            outside = (pred < 0) | (pred > len(data.classes) - 1)
-            if outside.any():  # an index no class has would be scored as a wrong answer, not caught
-                shown = ", ".join(f"{v:g}" for v in sorted(set(pred[outside].tolist()))[:5])
-                raise CrystalbenchError(
-                    f"model {spec.name!r} predicted class index(es) {shown}, outside 0-{len(data.classes) - 1} "
-                    f"({len(data.classes)} classes)"
-                )
-        try:
-            record.metrics = score(task.task_type, test.targets, pred)
-        except ValueError as exc:
-            raise CrystalbenchError(f"model {spec.name!r}: {exc}") from None
-        if task.task_type == "classification":
-            pred = pred.astype(int)
-        record.predictions = {"ids": list(test.ids), "y_true": test.targets.tolist(), "y_pred": pred.tolist()}
-        if test.structures is not None:  # for error-vs-size plots: sites in each test cell
-            record.predictions["n_atoms"] = [len(st) for st in test.structures]
-        record.status = "ok"
-        record.runtime = _runtime(job.device)
-        if threads is not None:
-            record.runtime["torch_threads_requested"] = ctx.threads
+        return test, _checked_predictions(spec, prep.task, prep.loaded.data, raw, len(test)), threads
     except KeyboardInterrupt:
         raise
     except SystemExit as exc:  # a plugin must not end the grid: its job fails, the rest go on
@@ -517,7 +493,89 @@ def _run_stages(job: Job, ctx: RunContext, workspace: Workspace, *, split_file: 
         record.traceback = traceback.format_exc(limit=20)
         if ctx.debug:
             raise
+    return None, None, None
+
+
+def _checked_predictions(spec: ModelSpec, task: TaskSpec, data: Dataset, raw: Any, n: int) -> np.ndarray:
+    """The model's predictions as floats, or `CrystalbenchError`: one finite number per test sample,
+    and for a classification task a class index that exists (anything else would be scored as wrong)."""
+    try:
+        pred = np.asarray(raw, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise CrystalbenchError(f"model {spec.name!r} returned predictions that are not numbers") from None
+    if len(pred) != n:
+        raise CrystalbenchError(f"model {spec.name!r} returned {len(pred)} predictions for {n} samples")
+    if not np.all(np.isfinite(pred)):
+        raise CrystalbenchError(
+            f"model {spec.name!r} returned {int((~np.isfinite(pred)).sum())} NaN or infinite predictions"
+        )
+    if task.task_type == "classification" and data.classes:
+        outside = (pred < 0) | (pred > len(data.classes) - 1)
+        if outside.any():
+            shown = ", ".join(f"{v:g}" for v in sorted(set(pred[outside].tolist()))[:5])
+            raise CrystalbenchError(
+                f"model {spec.name!r} predicted class index(es) {shown}, outside 0-{len(data.classes) - 1} "
+                f"({len(data.classes)} classes)"
+            )
+    return pred
+
+
+def _record(job: Job, ctx: RunContext, workspace: Workspace, prep: _Prepared, record: ResultRecord,
+            test: Dataset | None, pred: np.ndarray | None, threads: int | None) -> None:
+    """Stage 4: metrics and predictions (when the model gave some), provenance, runtime, and how the
+    job's settings differ from the model's recipe. A metric that cannot be computed is the error."""
+    spec, task = prep.spec, prep.task
+    record.non_default = recipe_differences(job, spec, task)
+    record.provenance = _provenance(job, workspace, prep)
+    if test is not None and pred is not None:
+        try:
+            record.metrics = _score(spec, task, test, pred)
+        except CrystalbenchError as exc:
+            record.error = _first_line(exc)
+            record.traceback = traceback.format_exc(limit=20)
+            if ctx.debug:
+                raise
+        else:
+            if task.task_type == "classification":
+                pred = pred.astype(int)
+            record.predictions = {"ids": list(test.ids), "y_true": test.targets.tolist(), "y_pred": pred.tolist()}
+            if test.structures is not None:  # for error-vs-size plots: sites in each test cell
+                record.predictions["n_atoms"] = [len(st) for st in test.structures]
+            record.status = "ok"
+            record.runtime = _runtime(job.device)
+            if threads is not None:
+                record.runtime["torch_threads_requested"] = ctx.threads
     if not record.runtime:
         record.runtime = _runtime(job.device)
-    record.timings["total"] = round(time.perf_counter() - t_start, 4)
-    return record
+
+
+def _score(spec: ModelSpec, task: TaskSpec, test: Dataset, pred: np.ndarray) -> dict[str, float | None]:
+    try:
+        return score(task.task_type, test.targets, pred)
+    except ValueError as exc:
+        raise CrystalbenchError(f"model {spec.name!r}: {exc}") from None
+
+
+def _provenance(job: Job, workspace: Workspace, prep: _Prepared) -> dict[str, Any]:
+    """Where the result came from: environment, plugin versions, the data's identity, the split."""
+    spec, task, dspec, loaded, data = prep.spec, prep.task, prep.dspec, prep.loaded, prep.loaded.data
+    reg = workspace.reg
+    out: dict[str, Any] = {
+        **workspace.environment(),
+        "plugins": {
+            "model": {"name": reg.owner.get(("model", spec.name)), "version": reg.plugin_version("model", spec.name)},
+            "task": {"name": reg.owner.get(("task", task.name)), "version": reg.plugin_version("task", task.name)},
+        },
+        "dataset": {
+            "name": task.name, "n": len(data), "content_hash": data.content_hash, "files": loaded.files,
+            "fingerprint": loaded.fingerprint,
+            **{k: data.meta[k] for k in ("skipped_count", "filters") if k in data.meta},
+        },
+        "split": prep.fold.describe(data) | {"seed": job.seed},
+    }
+    if dspec is not None:
+        out["plugins"]["descriptors"] = {
+            "name": dspec.name, "plugin": reg.owner.get(("descriptor", dspec.name)),
+            "version": dspec.version, "plugin_version": reg.plugin_version("descriptor", dspec.name),
+        }
+    return out

@@ -17,7 +17,11 @@ missing field is reported with the file and the reason. The checks, in order
    (matbench, file and paper protocols);
 7. with the task's data here: every stored ``y_true`` equals the task's own
    target for that id (a record whose ground truth was set to its predictions
-   has a perfect score and consistent metrics; only the task's data exposes it).
+   has a perfect score and consistent metrics; only the task's data exposes it);
+8. with the model and task installed here: a `bench run` record's ``non_default``
+   (the settings that differ from the model's recipe, which decide whether a table
+   heads it plain ``rf`` and compares it with the paper) is what its job's own
+   parameters give, so a 5-tree forest cannot pass for the model by emptying it.
 
 Checks 6 and 7 need the task's data, loaded once per task through the same path as
 `bench run` (`stages.Workspace`, so the dataset cache is used). A record whose
@@ -40,7 +44,7 @@ import numpy as np
 
 from .context import RunContext
 from .errors import CrystalbenchError
-from .record import ResultRecord
+from .record import ResultRecord, compact_value
 from .registry import Registry
 from .results import ResultStore
 from .specs import TaskSpec
@@ -59,6 +63,8 @@ CHECKS = (
     "is kept)",
     "with the task's data here: its test ids are the task's official split (matbench, file, paper protocols)",
     "with the task's data here: every stored y_true equals the task's own target for that id",
+    "with the model and task installed here: a bench run record's non_default (its settings that differ from "
+    "the model's recipe) is what its job's parameters give",
 )
 
 # A `bench run --data FILE` task for a record (None: its file was not given); see `GroundTruth`.
@@ -160,6 +166,8 @@ def validate_results(
             problem = splits.problem(rec, required=require_official)
         if problem is None and rec.ok and truths is not None:
             problem = truths.problem(rec, required=require_truth)
+        if problem is None and rec.ok and reg is not None:
+            problem = _recipe_problem(rec, reg, user_tasks, required=require_official)
         if problem:
             report.invalid.append((where or Path("?"), problem))
         else:
@@ -167,6 +175,44 @@ def validate_results(
     report.invalid.sort(key=lambda item: str(item[0]))
     report.notes += _notes(splits, truths)
     return report
+
+
+def _recipe_problem(rec: ResultRecord, reg: Registry, user_tasks: UserTasks | None, *, required: bool) -> str | None:
+    """Why `rec`'s stored ``non_default`` is not what its job's parameters give (check 8), or None.
+
+    Recomputed with the function `bench run` stores it with (`stages.recipe_differences`),
+    so a record whose configuration was changed after the run, or whose ``non_default``
+    was emptied to pass a shortened run for the model's recipe, is caught. Tuning trials and
+    schema-2 records are never taken for the recipe, so there is nothing to check; a model
+    or task not installed here cannot be checked. A record made by other code for the model
+    (its ``job.code``) may come from a recipe that has changed since: a difference is then
+    only invalid in strict mode (`required`).
+    """
+    from .stages import recipe_differences
+
+    if rec.origin != "run":
+        return None
+    job = rec.job
+    spec = reg.models.get(job.model)
+    task = reg.tasks.get(job.task) or (user_tasks(rec) if user_tasks is not None else None)
+    if spec is None or task is None:
+        return None
+    try:
+        expected = recipe_differences(job, spec, task)
+    except CrystalbenchError:
+        return None
+    stored = json.loads(json.dumps(rec.non_default, sort_keys=True, default=str))
+    if json.loads(json.dumps(expected, sort_keys=True, default=str)) == stored:
+        return None
+    here = reg.code_version("model", job.model)
+    if here != job.code.get("model") and not required:
+        return None
+
+    def show(d: dict[str, object]) -> str:
+        return ", ".join(f"{k}={compact_value(v)}" for k, v in sorted(d.items())) or "none (the recipe)"
+
+    return (f"non_default says {show(stored)} but the job's parameters differ from {job.model}'s recipe for "
+            f"{job.task} in {show(expected)} (a changed record: it would be shown as another configuration)")
 
 
 def _notes(splits: OfficialSplits | None, truths: GroundTruth | None) -> list[str]:
@@ -214,7 +260,8 @@ class OfficialSplits:
         if job.task in self.unavailable:
             return self._unavailable(job.task) if required else None
         task = self.reg.tasks[job.task]
-        needs_val = (rec.provenance.get("split") or {}).get("n_val", 0) > 0
+        n_val = (rec.provenance.get("split") or {}).get("n_val")
+        needs_val = isinstance(n_val, int) and n_val > 0  # `ResultRecord.problems` checked its type
         key = (job.task, job.protocol, job.seed if job.protocol != "matbench" else -1, needs_val)
         if key not in self._hashes:
             try:

@@ -60,7 +60,7 @@ SECTION_SUITES = {
 TUNED_SECTION = "Tables S2/S3 (after the paper's search)"
 FILE_NOTE = "authors' split"
 _PROPERTY_SECTIONS = ("Table 1", "Table 2")
-# Parameter names of the paper's search spaces (harness.tuning.PAPER_SPACES): a model with all of one
+# Parameter names of the paper's search spaces (tune.spaces.PAPER_SPACES): a model with all of one
 # family's names can be searched with `bench tune --space paper`.
 _SEARCH_FAMILIES = ({"atom_fea_len", "h_fea_len", "n_h", "lr"},
                     {"edge_input_features", "hidden_features", "triplet_input_features", "lr"})

@@ -1,11 +1,14 @@
 """Built-in executors `local` and `ray`, registered through the `bench_executors` hook like any plugin's.
 
-Options (`bench run` flags, passed as the factory's `options` mapping):
+Each declares its command-line options in its spec (`ExecutorSpec.options`), so
+`bench run` and `bench tune` show and parse them without knowing either executor;
+the factory receives them as its `options` mapping:
 
     workers       local: worker processes (1: one job at a time, each in a child process forked
                   from this one; in this process with --debug);
                   ray without an address: CPUs of the local Ray instance (default: all cores)
-    address       ray: None starts a local instance; "auto" or "ray://host:10001" joins a cluster
+    address       ray (`--ray-address`): None starts a local instance; "auto" or "ray://host:10001"
+                  joins a cluster
     cpus_per_job  ray: CPUs Ray reserves for each job (default 1; fractional allowed)
     gpus_per_job  ray: GPUs Ray reserves for each job (default 0; 0.25 packs four jobs per GPU)
 """
@@ -17,7 +20,7 @@ from typing import Any
 
 from crystalbench import RunContext, hookimpl
 from crystalbench.harness.errors import BadInputError
-from crystalbench.harness.specs import ExecutorSpec
+from crystalbench.harness.specs import ExecutorOption, ExecutorSpec
 
 __all__ = ["bench_executors", "make_local", "make_ray"]
 
@@ -57,6 +60,25 @@ def make_ray(ctx: RunContext, options: Mapping[str, Any]) -> Any:
                        object_store_memory=options.get("object_store_memory"))
 
 
+WORKERS_LOCAL = ExecutorOption(
+    "workers", type="int", metavar="N",
+    help="local: run jobs in N worker processes (default 1: one at a time, each in a child process forked from "
+         "this one; in this process with --debug).")
+WORKERS_RAY = ExecutorOption(
+    "workers", type="int", metavar="N", help="ray without --ray-address: CPUs of the local Ray instance "
+                                             "(default: all cores).")
+RAY_OPTIONS = (
+    WORKERS_RAY,
+    ExecutorOption("address", flag="--ray-address", metavar="ADDRESS",
+                   help="ray: join a running cluster ('auto' on a cluster node, or ray://host:10001); "
+                        "default: start a local Ray instance."),
+    ExecutorOption("cpus_per_job", type="float", metavar="X", help="ray: CPUs reserved per job (default 1)."),
+    ExecutorOption("gpus_per_job", type="float", metavar="X",
+                   help="ray: GPUs reserved per job, fractional allowed: 0.25 packs 4 jobs per GPU "
+                        "(default: 1 with --device cuda, else 0)."),
+)
+
+
 @hookimpl
 def bench_executors() -> list[ExecutorSpec]:
     return [
@@ -64,11 +86,13 @@ def bench_executors() -> list[ExecutorSpec]:
             name="local",
             factory=make_local,
             description="This machine: jobs in this process, or in N worker processes with --workers N (default).",
+            options=(WORKERS_LOCAL,),
         ),
         ExecutorSpec(
             name="ray",
             factory=make_ray,
             description="Ray tasks on a local Ray instance or a cluster (--ray-address auto|ray://host:10001); "
                         "--cpus-per-job, --gpus-per-job (fractional). Needs `pip install crystalbench[ray]`.",
+            options=RAY_OPTIONS,
         ),
     ]

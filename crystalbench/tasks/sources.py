@@ -40,6 +40,7 @@ from .readers import (
     LOADER_VERSION,
     RowError,
     cache_write,
+    file_digest,
     files_digest,
     no_gc,
     parse_literal,
@@ -671,11 +672,8 @@ def http_download(url: str) -> bytes:
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """sha256 of a file: the harness's one file hash (`file_digest`), memoised per process."""
+    return file_digest(path)
 
 
 def remote_file(data_dir: Path, relpath: str) -> RemoteFile | None:

@@ -15,9 +15,10 @@ the 1D tasks) the atom features stay identical whatever the geometry and the
 prediction is a constant. Geometry reaches the output only through differences
 between atom species. tests/test_alignn.py pins this down.
 
-Layout: `graphs.py` (atom graph + line graph, numpy), `model.py` (`AlignnParams`,
-`DeAlignnParams`, `AlignnModel`; torch-free at import), `net.py` (torch and
-alignn). Importing this package never imports torch or alignn.
+Layout: `graphs.py` (atom graph + line graph, numpy), `params.py` (`AlignnParams`,
+`DeAlignnParams`), `model.py` (`AlignnModel`, a `crystalbench.gnn.TorchModel`; both
+torch-free at import), `net.py` (torch and alignn; reads `params.py`, imports nothing
+from `model.py`). Importing this package never imports torch or alignn.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from __future__ import annotations
 from crystalbench import ModelSpec, hookimpl
 from crystalbench.gnn.params import POOLINGS
 
-from .model import AlignnModel, AlignnParams, DeAlignnParams, make_alignn, make_de_alignn
+from .model import AlignnModel, make_alignn, make_de_alignn
+from .params import AlignnParams, DeAlignnParams
 
 __all__ = ["AlignnParams", "DeAlignnParams", "AlignnModel", "make_alignn", "make_de_alignn", "bench_models"]
 

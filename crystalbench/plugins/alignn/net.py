@@ -42,7 +42,7 @@ from crystalbench.gnn.graphs import _ranges
 from crystalbench.gnn.heads import MLPHead, atom_sum_readout
 
 from .graphs import AlignnGraph
-from .model import AlignnParams
+from .params import AlignnParams
 
 __all__ = ["GraphBatch", "AlignnCollate", "FlatAlignnGraphs", "make_collate", "AlignnNet"]
 

@@ -20,8 +20,9 @@ txie-93/cgcnn's model_best). The reference implementation's recipe (SGD with
 momentum 0.9, lr 1e-2 x0.1 at epoch 100, batch 256, 30 epochs) is one
 `--config` away: docs/recipes.md has the TOML.
 
-Layout: `model.py` (`CGCNNParams`, `CGCNNModel`; torch-free at import), `net.py`
-(the torch network). Importing this package never imports torch.
+Layout: `params.py` (`CGCNNParams`), `model.py` (`CGCNNModel`, a `crystalbench.gnn.TorchModel`; both
+torch-free at import), `net.py` (the torch network; imports nothing from `model.py`). Importing this
+package never imports torch.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from __future__ import annotations
 from crystalbench import ModelSpec, hookimpl
 from crystalbench.gnn.params import POOLINGS
 
-from .model import CGCNNModel, CGCNNParams, make_cgcnn, make_de_cgcnn
+from .model import CGCNNModel, make_cgcnn, make_de_cgcnn
+from .params import CGCNNParams
 
 __all__ = ["CGCNNParams", "CGCNNModel", "make_cgcnn", "make_de_cgcnn", "bench_models", "REFERENCE_CGCNN", "REFERENCE_DE"]
 

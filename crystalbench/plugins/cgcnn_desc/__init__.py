@@ -19,15 +19,17 @@ standardized with training statistics (the descriptors through the shared
 embedding, as in every GNN of Table S1 (`--pooling sum` pools by sum instead;
 "atom-sum" has no pooled embedding to freeze).
 
-Layout: `model.py` (`CGCNNDescParams`, `CGCNNDescModel`; torch-free at import), `net.py` (the second
-network, torch). Importing this package never imports torch.
+Layout: `params.py` (`CGCNNDescParams`), `model.py` (`CGCNNDescModel`, a `crystalbench.gnn.TorchModel`
+whose first stage is a `cgcnn` fit; both torch-free at import), `net.py` (the second network, torch;
+imports nothing from `model.py`). Importing this package never imports torch.
 """
 
 from __future__ import annotations
 
 from crystalbench import ModelSpec, hookimpl
 
-from .model import CGCNNDescModel, CGCNNDescParams, make_cgcnn_desc
+from .model import CGCNNDescModel, make_cgcnn_desc
+from .params import CGCNNDescParams
 
 __all__ = ["CGCNNDescParams", "CGCNNDescModel", "make_cgcnn_desc", "bench_models", "NAME", "REFERENCE"]
 

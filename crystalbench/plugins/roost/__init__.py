@@ -15,16 +15,18 @@ Faithfulness notes:
 * the loss is the shared loop's MSE on standardized targets (Roost's own
   reference training uses an L1 loss), so all benchmark models optimise the same thing.
 
-Layout: `model.py` (`RoostParams`, `RoostModel`, composition encoding;
-torch-free at import), `net.py` (torch and aviary). Importing this package
-never imports torch.
+Layout: `params.py` (`RoostParams`), `model.py` (`RoostModel`, a
+`crystalbench.gnn.TorchModel`, and the composition encoding; both torch-free at
+import), `net.py` (torch and aviary; reads `params.py`, imports nothing from
+`model.py`). Importing this package never imports torch.
 """
 
 from __future__ import annotations
 
 from crystalbench import ModelSpec, hookimpl
 
-from .model import RoostModel, RoostParams, collate, encode_composition, make_roost
+from .model import RoostModel, collate, encode_composition, make_roost
+from .params import RoostParams
 
 __all__ = ["RoostParams", "RoostModel", "encode_composition", "collate", "make_roost", "bench_models"]
 

@@ -9,7 +9,7 @@ import torch
 from aviary.roost.model import Roost
 from torch import nn
 
-from .model import RoostParams
+from .params import RoostParams
 
 __all__ = ["RoostNet"]
 
