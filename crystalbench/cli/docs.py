@@ -14,7 +14,7 @@ import click
 from ..harness.errors import CrystalbenchError
 from ..harness.params import params_table
 from ..harness.registry import Registry
-from ..harness.store import atomic_write
+from ..harness.store import atomic_write, check_output_file
 from .main import CONTEXT, cli, registry
 
 BEGIN = "<!-- BEGIN GENERATED: params (bench docs params) -->"
@@ -72,6 +72,8 @@ def docs_params(ctx: click.Context, path: Path, check: bool) -> None:
     """Write (or --check) the generated hyperparameter tables in docs/models.md."""
     if not path.is_file():
         raise CrystalbenchError(f"{path} does not exist (run from the repository root or pass --file)")
+    if not check:  # never onto a result record (a mistyped --file once replaced one)
+        check_output_file(path, option="--file")
     ctx.ensure_object(dict)["quiet_problems"] = True
     old = path.read_text()
     new = render_into(old, params_markdown(registry(ctx)))

@@ -10,6 +10,7 @@ given to an executor that does not declare it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +22,19 @@ from ..harness.specs import ExecutorOption, ExecutorSpec
 __all__ = ["ExecutorOptionsCommand", "executor_options", "make_executor"]
 
 _PREFIX = "executor_option__"  # click parameter names of declared options: never clash with a command's own
-_TYPES: dict[str, Any] = {"str": click.STRING, "int": click.INT, "float": click.FLOAT}
+class _FiniteFloat(click.ParamType):
+    """A float that is a number: `nan` and `inf` (which Python's float() accepts) are refused."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        out = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(out):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return float(out)
+
+
+_TYPES: dict[str, Any] = {"str": click.STRING, "int": click.INT, "float": _FiniteFloat()}
 
 
 def _executor_specs(ctx: click.Context) -> list[ExecutorSpec]:

@@ -73,6 +73,15 @@ def print_rows(rows: list[dict[str, Any]], as_json: bool, headers: list[str]) ->
     click.echo(tabulate([[r.get(h, "") for h in headers] for r in rows], headers=headers, tablefmt="simple"))
 
 
+def threads_default() -> int:
+    """`--threads` when not given: $CRYSTALBENCH_THREADS, else 1; a value that is no positive integer is one
+    error line naming the variable (raised while the command's options are parsed, inside `Group.invoke`)."""
+    raw = os.environ.get("CRYSTALBENCH_THREADS", "1").strip()
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise CrystalbenchError(f"$CRYSTALBENCH_THREADS must be a positive integer, got {raw[:40]!r}")
+    return int(raw)
+
+
 class Group(click.Group):
     """Turns CrystalbenchError (and an unforeseen OSError: disk full, read-only file system) into a one-line
     message instead of a traceback."""

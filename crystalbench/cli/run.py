@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import sys
 import tomllib
@@ -18,8 +17,9 @@ from ..harness.metrics import metrics_for
 from ..harness.params import POOLING_CHOICES
 from ..harness.paths import DEFAULT_RESULTS_DIR
 from ..harness.record import ResultRecord
+from ..harness.store import read_input_text
 from .executors import ExecutorOptionsCommand, executor_options, make_executor
-from .main import CONTEXT, cli, make_context, print_rows, registry
+from .main import CONTEXT, cli, make_context, print_rows, registry, threads_default
 
 _DEVICE = re.compile(r"(cpu|cuda|mps|xpu)(:[0-9]+)?")
 
@@ -28,7 +28,10 @@ def _parse_folds(text: str | None) -> list[int] | None:
     if not text or text == "all":
         return None
     try:
-        folds = sorted({int(p) for p in text.split(",") if p.strip()})
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if not all(p.isascii() and p.isdigit() for p in parts):  # int() would take "０" or "1_0"
+            raise ValueError(text)
+        folds = sorted({int(p) for p in parts})
     except ValueError:
         raise CrystalbenchError(f"--folds takes comma-separated fold indices like 0,2 (got {text!r})") from None
     if not folds or any(f < 0 for f in folds):
@@ -39,10 +42,11 @@ def _parse_folds(text: str | None) -> list[int] | None:
 def _load_config(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
+    text = read_input_text(Path(path), "config file")
     try:
-        return tomllib.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise CrystalbenchError(f"config file {path}: {exc}") from None
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise CrystalbenchError(f"config file {path}: {str(exc)[:200]}") from None
 
 
 def metric_line(rec: ResultRecord) -> str:
@@ -107,7 +111,7 @@ def _merge(summary: Any, more: Any) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory (default $CRYSTALBENCH_DATA_DIR).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Cache directory (default $CRYSTALBENCH_CACHE_DIR).")
 @click.option("--jobs", type=int, help="Worker processes for featurization and structure loading (default: all cores).")
-@click.option("--threads", type=int, default=lambda: int(os.environ.get("CRYSTALBENCH_THREADS", "1")),
+@click.option("--threads", type=int, default=threads_default,
               show_default="1 or $CRYSTALBENCH_THREADS",
               help="Torch intra-op threads per job, applied before every job (raise for large models on an idle machine).")
 @click.option("--executor", "executor_name", default="local", show_default=True, metavar="NAME",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from ..harness.params import POOLING_CHOICES
 from ..harness.paths import DEFAULT_RESULTS_DIR
 from ..harness.record import ResultRecord
 from .executors import ExecutorOptionsCommand, executor_options, make_executor
-from .main import CONTEXT, cli, make_context, registry
+from .main import CONTEXT, cli, make_context, registry, threads_default
 from .run import _load_config, metric_line
 
 
@@ -41,7 +40,7 @@ from .run import _load_config, metric_line
 @click.option("--data-dir", type=click.Path(path_type=Path))
 @click.option("--cache-dir", type=click.Path(path_type=Path))
 @click.option("--jobs", type=int, help="Worker processes for featurization (default: all cores).")
-@click.option("--threads", type=int, default=lambda: int(os.environ.get("CRYSTALBENCH_THREADS", "1")),
+@click.option("--threads", type=int, default=threads_default,
               show_default="1 or $CRYSTALBENCH_THREADS")
 @click.option("--executor", "executor_name", default="local", show_default=True, metavar="NAME",
               help="How trials run, as in bench run (each trial is one job); the options after this one are the "

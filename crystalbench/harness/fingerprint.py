@@ -30,8 +30,10 @@ dataset is never cached (nothing would tell the cache that its data changed).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,9 +53,14 @@ _FILE_HASHES = Memo(1 << 16)
 
 
 def file_sha256(path: Path | str) -> str:
-    """sha256 (64 hex digits) of a file's bytes, memoised on (resolved path, size, mtime)."""
+    """sha256 (64 hex digits) of a file's bytes, memoised on (resolved path, size, mtime).
+
+    Only a regular file is read: a FIFO (or a device such as /dev/zero) named as a data or split file
+    raises OSError(EINVAL), which callers report as one error line, instead of blocking forever."""
     p = Path(path)
     st = p.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "not a regular file", str(p))
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
 
     def read() -> str:

@@ -106,12 +106,13 @@ def _coerce(model: str, key: str, hint: Any, value: Any) -> Any:
             return value
         raise BadInputError(f"{where} must be true or false, not {value!r}")
     if base is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not value.is_integer()):  # nan/inf too: never int(nan)
             raise BadInputError(f"{where} must be an integer, not {value!r}")
         return int(value)
     if base is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise BadInputError(f"{where} must be a number, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) == float("inf") or value != value:
+            raise BadInputError(f"{where} must be a finite number, not {value!r}")
         return float(value)
     if base is str:
         if not isinstance(value, str):

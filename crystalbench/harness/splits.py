@@ -41,6 +41,7 @@ from .dataset import Dataset
 from .errors import BadInputError, UnknownNameError
 from .fingerprint import file_sha256
 from .specs import SplitIds, TaskSpec
+from .store import read_input_text
 
 if TYPE_CHECKING:
     from .context import RunContext
@@ -148,15 +149,20 @@ def read_split_file(path: Path) -> list[SplitIds]:
 
 def _read_split_file(path: Path) -> list[SplitIds]:
     try:
-        raw = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise BadInputError(f"split file {path}: {exc}") from None
+        raw = json.loads(read_input_text(Path(path), "split file"))
+    except (ValueError, RecursionError) as exc:
+        raise BadInputError(f"split file {path}: not JSON ({type(exc).__name__}: {str(exc)[:120]})") from None
     items = raw if isinstance(raw, list) else [raw]
     out = []
     for k, item in enumerate(items):
         if not isinstance(item, dict) or "train" not in item or "test" not in item:
             raise BadInputError(f"split file {path}: entry {k} needs 'train' and 'test' id lists")
-        out.append(SplitIds(tuple(map(str, item["train"])), tuple(map(str, item["test"])), tuple(map(str, item.get("val", ())))))
+        parts = [item["train"], item["test"], item.get("val", [])]
+        if not all(isinstance(p, list) and all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in p)
+                   for p in parts):
+            raise BadInputError(f"split file {path}: entry {k}: 'train', 'test' and 'val' must be lists of ids "
+                                "(strings or integers)")
+        out.append(SplitIds(*(tuple(map(str, p)) for p in parts)))
     return out
 
 

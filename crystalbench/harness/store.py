@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .errors import CrystalbenchError
+from .errors import BadInputError, CrystalbenchError
 
 __all__ = [
     "atomic_write",
@@ -168,6 +168,33 @@ def is_regular_file(path: Path) -> bool:
         return stat.S_ISREG(os.stat(path).st_mode)
     except (OSError, ValueError):
         return False
+
+
+INPUT_LIMIT = 64 * 2**20  # bytes: a config, space or split file is text a person wrote or a script listed
+
+
+def read_input_text(path: Path, what: str, limit: int = INPUT_LIMIT) -> str:
+    """The text of a small input file the user named (`--config`, `--space`, `--split-file`).
+
+    Refused with one `BadInputError` line, before anything is read, when it is not a regular file (a FIFO
+    would block forever, /dev/zero would fill the memory) or larger than `limit`; undecodable text too.
+    """
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"{what} {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BadInputError(f"{what} {path}: not a regular file")
+    if st.st_size > limit:
+        raise BadInputError(f"{what} {path}: {st.st_size:,} bytes, more than the {limit:,} such a file may have")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+        return data[:limit].decode("utf-8")
+    except OSError as exc:
+        raise BadInputError(f"{what} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{what} {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 # -- output commands: one check and one error policy for every file a command is told to write

@@ -247,6 +247,8 @@ def _sort_classes(labels: Iterable[str]) -> tuple[str, ...]:
 def _check_path(path: Path) -> Path:
     if not path.exists():
         raise BadInputError(f"{path}: no such file or directory")
+    if not path.is_file() and not path.is_dir():  # a FIFO blocks forever, /dev/zero never ends: never read
+        raise BadInputError(f"{path}: not a regular file or directory (a FIFO, socket or device is never read)")
     if path.is_file():
         if path.stat().st_size == 0:
             raise BadInputError(f"{path}: file is empty")

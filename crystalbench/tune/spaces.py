@@ -24,7 +24,7 @@ from typing import Any
 from ..harness.errors import BadInputError
 from ..harness.params import resolve_params
 from ..harness.specs import ModelSpec
-from ..harness.store import digest
+from ..harness.store import digest, read_input_text
 
 __all__ = ["Choice", "Range", "SearchSpace", "PAPER_SPACES", "load_space", "grid_points", "suggest"]
 
@@ -102,8 +102,10 @@ def load_space(arg: str, spec: ModelSpec) -> SearchSpace:
                             "(Table S3) hyperparameters; give a TOML space")
     path = Path(arg)
     try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raw = tomllib.loads(read_input_text(path, "--space"))
+    except BadInputError as exc:
+        raise BadInputError(f"--space {arg}: not 'paper' and not a readable TOML file ({exc})") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise BadInputError(f"--space {arg}: not 'paper' and not a readable TOML file ({exc})") from None
     table = raw.get("params")
     if not isinstance(table, dict) or not table:
