@@ -89,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from pymatgen.core import Structure
 
+    from crystalbench.contract.context import RunContext
+    from crystalbench.contract.dataset import Dataset
+    from crystalbench.contract.featurize import compute_descriptors
+    from crystalbench.contract.paths import data_dir
     from crystalbench.descriptors.gong29 import FEATURES, GONG29, describe
-    from crystalbench.harness.context import RunContext
-    from crystalbench.harness.dataset import Dataset
-    from crystalbench.harness.featurize import compute_descriptors
-    from crystalbench.harness.paths import data_dir
     from crystalbench.tasks.collection import load_collection
 
     coll = load_collection(RunContext(data_dir=data_dir(args.data_dir)))

@@ -37,10 +37,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crystalbench.harness.context import RunContext
-from crystalbench.harness.executors.local import ProcessExecutor
-from crystalbench.harness.registry import load_registry
-from crystalbench.harness.runner import GridRequest, run_grid
+from crystalbench.contract.context import RunContext
+from crystalbench.runtime.executors.local import ProcessExecutor
+from crystalbench.runtime.registry import load_registry
+from crystalbench.runtime.runner import GridRequest, run_grid
 
 
 def _run(reg, ctx: RunContext, req: GridRequest, executor) -> tuple[float, dict[str, dict]]:
@@ -53,7 +53,7 @@ def _run(reg, ctx: RunContext, req: GridRequest, executor) -> tuple[float, dict[
 
 
 def _ray(**kw):
-    from crystalbench.harness.executors.ray_executor import RayExecutor
+    from crystalbench.runtime.executors.ray_executor import RayExecutor
 
     return RayExecutor(**kw)
 

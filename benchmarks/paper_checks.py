@@ -27,11 +27,11 @@ import time
 from pathlib import Path
 
 from crystalbench.cli.main import make_context
-from crystalbench.harness.context import configure_logging
-from crystalbench.harness.record import ResultRecord
-from crystalbench.harness.registry import load_registry, warn_problems
-from crystalbench.harness.results import ResultStore
-from crystalbench.harness.runner import GridRequest, run_grid
+from crystalbench.contract.context import configure_logging
+from crystalbench.contract.record import ResultRecord
+from crystalbench.runtime.registry import load_registry, warn_problems
+from crystalbench.runtime.results import ResultStore
+from crystalbench.runtime.runner import GridRequest, run_grid
 
 PAPER = {
     ("cgcnn", "chain1d_short", "r2"): "> 0.8 (Fig. 3e)",

@@ -42,7 +42,7 @@ import numpy as np
 def load_phonons(n: int, data_dir: Path | None, seed: int = 0) -> Any:
     """n matbench_phonons structures (seeded draw) as a crystalbench `Dataset`."""
     from crystalbench.cli.main import make_context
-    from crystalbench.harness.registry import load_registry
+    from crystalbench.runtime.registry import load_registry
 
     ctx = make_context(data_dir=data_dir, cache_dir=Path(tempfile.mkdtemp(prefix="cb-speed-")))
     reg = load_registry(ctx=ctx)

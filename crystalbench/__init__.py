@@ -1,22 +1,30 @@
 """crystalbench: a plugin-based benchmark harness for ML on crystal structures.
 
-What a plugin author imports::
+The public API: everything a plugin author imports, and exactly what the built-in plugins and tasks
+import (an import-linter contract checks that they reach nothing else but `crystalbench.gnn`)::
 
     from crystalbench import hookimpl, ModelSpec, TaskSpec, DescriptorSpec, SuiteSpec, Dataset, RunContext
     from crystalbench import ExecutorSpec, ExecutorOption   # only for a plugin that adds a way to run jobs
 
-The contract is `crystalbench/harness/hookspecs.py` (every hook, documented where
-declared) and the types re-exported here; docs/plugins.md is the one page.
+Every name is defined in the contract layer, `crystalbench/contract/` (hooks in `contract/hookspecs.py`,
+documented where declared); this module only re-exports them. The runtime (`crystalbench.runtime`: registry,
+runner, stages, executors, results store) is not part of it. docs/plugins.md is the one page for authors;
+docs/architecture.md shows the layers.
 """
 
-from .harness.context import RunContext
-from .harness.dataset import Dataset, structure_key
-from .harness.errors import BadInputError, CrystalbenchError, DataUnavailableError
-from .harness.hookspecs import hookimpl
-from .harness.job import Job
-from .harness.record import ResultRecord
-from .harness.seeding import apply_threads, seed_everything
-from .harness.specs import (
+from crystalbench.contract.context import Progress, Reporter, RunContext
+from crystalbench.contract.dataset import Dataset, structure_key
+from crystalbench.contract.enums import PluginKind, Protocol, RecordStatus, TaskType
+from crystalbench.contract.errors import BadInputError, CrystalbenchError, DataUnavailableError
+from crystalbench.contract.features import FeatureScaler
+from crystalbench.contract.featurize import compute_descriptors
+from crystalbench.contract.hookspecs import hookimpl
+from crystalbench.contract.job import Job
+from crystalbench.contract.params import POOLING_CHOICES, Pooling, field_choices, pooling_choices, resolve_params
+from crystalbench.contract.paths import cache_dir
+from crystalbench.contract.record import ResultRecord
+from crystalbench.contract.seeding import apply_threads, seed_everything, torch_rng
+from crystalbench.contract.specs import (
     NAME_PATTERN,
     DescriptorSpec,
     ExecutorOption,
@@ -28,18 +36,15 @@ from .harness.specs import (
     SuiteEntry,
     SuiteSpec,
     TaskSpec,
+    valid_name,
 )
-from .harness.store import Store, atomic_write
-from .harness.telemetry import report_epoch
-
-__version__ = "0.2.0"
+from crystalbench.contract.store import Memo, Store, atomic_write, digest, file_sha256
+from crystalbench.contract.telemetry import observing_epochs, report_epoch
+from crystalbench.contract.version import __version__
 
 __all__ = [
+    # hooks and what they return
     "hookimpl",
-    "Dataset",
-    "structure_key",
-    "Model",
-    "ModelContext",
     "ModelSpec",
     "TaskSpec",
     "DescriptorSpec",
@@ -48,15 +53,45 @@ __all__ = [
     "SuiteSpec",
     "SuiteEntry",
     "SplitIds",
-    "report_epoch",
+    "NAME_PATTERN",
+    "valid_name",
+    # the names the contract declares once
+    "Protocol",
+    "TaskType",
+    "PluginKind",
+    "RecordStatus",
+    "Pooling",
+    "POOLING_CHOICES",
+    "pooling_choices",
+    "field_choices",
+    # data, models and their hyperparameters
+    "Dataset",
+    "structure_key",
+    "Model",
+    "ModelContext",
+    "resolve_params",
+    "FeatureScaler",
+    "compute_descriptors",
+    # the run a plugin is called in
     "RunContext",
-    "Job",
-    "ResultRecord",
-    "Store",
-    "atomic_write",
+    "Progress",
+    "Reporter",
+    "report_epoch",
+    "observing_epochs",
     "seed_everything",
     "apply_threads",
-    "NAME_PATTERN",
+    "torch_rng",
+    # results
+    "Job",
+    "ResultRecord",
+    # files and caches
+    "Store",
+    "Memo",
+    "atomic_write",
+    "digest",
+    "file_sha256",
+    "cache_dir",
+    # errors
     "CrystalbenchError",
     "DataUnavailableError",
     "BadInputError",

@@ -19,17 +19,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from crystalbench.harness.context import RunContext
-from crystalbench.harness.errors import BadInputError
-from crystalbench.harness.job import Job
-from crystalbench.harness.metrics import score
-from crystalbench.harness.params import resolve_params
-from crystalbench.harness.record import InvalidRecordError, ResultRecord
-from crystalbench.harness.registry import load_registry
-from crystalbench.harness.results import ResultStore
-from crystalbench.harness.validate import test_ids_hash as ids_hash
-from crystalbench.harness.validate import validate_results
+from crystalbench.contract.context import RunContext
+from crystalbench.contract.errors import BadInputError
+from crystalbench.contract.job import Job
+from crystalbench.contract.metrics import score
+from crystalbench.contract.params import resolve_params
+from crystalbench.contract.record import InvalidRecordError, ResultRecord
 from crystalbench.paper.cells import defaults
+from crystalbench.runtime.registry import load_registry
+from crystalbench.runtime.results import ResultStore
+from crystalbench.runtime.validate import test_ids_hash as ids_hash
+from crystalbench.runtime.validate import validate_results
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +221,7 @@ def test_a_fifo_space_for_bench_tune_is_refused(tmp_path):
 
 @pytest.mark.parametrize("content", ["[" * 100_000, '{"train": 5, "test": [1]}', '{"train": [[1]], "test": [1]}'])
 def test_malformed_split_files_are_one_error_line(tmp_path, content):
-    from crystalbench.harness.splits import read_split_file
+    from crystalbench.runtime.splits import read_split_file
 
     p = tmp_path / "split.json"
     p.write_text(content)

@@ -257,12 +257,12 @@ def test_classification_predicts_lattice_type(cache):
 def test_runner_end_to_end(tmp_path):
     """The harness runner drives cgcnn through the real registry entry point."""
     try:
-        from crystalbench.harness.context import RunContext
-        from crystalbench.harness.registry import load_registry
-        from crystalbench.harness.runner import GridRequest, run_grid
+        from crystalbench.contract.context import RunContext
+        from crystalbench.runtime.registry import load_registry
+        from crystalbench.runtime.runner import GridRequest, run_grid
     except ImportError as exc:  # pragma: no cover - the harness API is being reworked elsewhere
         pytest.skip(f"runner API unavailable: {exc}")
-    from crystalbench.harness.specs import TaskSpec
+    from crystalbench.contract.specs import TaskSpec
 
     reg = load_registry()
     if "cgcnn" not in reg.models:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crystalbench.harness.context import RunContext
-from crystalbench.harness.registry import load_registry
+from crystalbench.contract.context import RunContext
+from crystalbench.runtime.registry import load_registry
 from crystalbench.tasks import chains
 from crystalbench.tasks.chains import CHAIN_TASKS, MIN_DIST, STEP, VACUUM, chain_structure, generate_chains, load_chains
 from crystalbench.tasks.readers import clear_memos

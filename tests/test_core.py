@@ -11,13 +11,13 @@ from typing import Literal
 import numpy as np
 import pytest
 
-from crystalbench.harness.context import Progress, RunContext
-from crystalbench.harness.errors import BadInputError
-from crystalbench.harness.job import Job
-from crystalbench.harness.noise import NoiseCounter, capture_c_stderr
-from crystalbench.harness.params import params_table, resolve_params
-from crystalbench.harness.record import InvalidRecordError, ResultRecord, jsonable
-from crystalbench.harness.store import Store, atomic_write, clean_stale_temps
+from crystalbench.contract.context import Progress, RunContext
+from crystalbench.contract.errors import BadInputError
+from crystalbench.contract.job import Job
+from crystalbench.contract.noise import NoiseCounter, capture_c_stderr
+from crystalbench.contract.params import params_table, resolve_params
+from crystalbench.contract.record import InvalidRecordError, ResultRecord, jsonable
+from crystalbench.contract.store import Store, atomic_write, clean_stale_temps
 
 
 def _job(**kw):

@@ -12,12 +12,13 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from crystalbench import Dataset, TaskSpec, hookimpl
-from crystalbench.harness import fingerprint as FP
-from crystalbench.harness import provenance, splits, stages
-from crystalbench.harness.context import RunContext
-from crystalbench.harness.registry import load_registry
-from crystalbench.harness.runner import GridRequest, run_grid
-from crystalbench.harness.stages import Workspace
+from crystalbench.contract import store
+from crystalbench.contract.context import RunContext
+from crystalbench.runtime import fingerprint as FP
+from crystalbench.runtime import splits, stages
+from crystalbench.runtime.registry import load_registry
+from crystalbench.runtime.runner import GridRequest, run_grid
+from crystalbench.runtime.stages import Workspace
 from crystalbench.tasks import sources
 
 
@@ -76,7 +77,7 @@ def test_the_jobs_data_field_is_the_dataset_cache_keys_data_part(setup):
     (key,) = _entries(ctx)
     data_hex, location = key.split("-")
     assert data_hex == FP.data_part(rec.job.data) and len(location) == 8
-    assert rec.provenance["dataset"]["files"] == {"ident/cells.txt": FP.file_sha256(plugin.path)}
+    assert rec.provenance["dataset"]["files"] == {"ident/cells.txt": store.file_sha256(plugin.path)}
 
 
 def test_editing_a_data_file_changes_the_job_and_the_cache_key(setup):
@@ -96,8 +97,14 @@ def test_the_fingerprint_is_computed_once_per_task_per_process(setup, monkeypatc
     real = stages.task_fingerprint
     monkeypatch.setattr(stages, "task_fingerprint", lambda spec, *a, **kw: computed.append(spec.name) or real(spec, *a, **kw))
     opened: list[str] = []
-    monkeypatch.setattr(FP, "open", lambda path, *a, **kw: opened.append(str(path)) or builtins.open(path, *a, **kw),
-                        raising=False)
+    data_file = str(plugin.path.resolve())  # `store` opens other files too (records, caches): count this one
+
+    def counting_open(path, *a, **kw):
+        if str(Path(path).resolve()) == data_file:
+            opened.append(data_file)
+        return builtins.open(path, *a, **kw)
+
+    monkeypatch.setattr(store, "open", counting_open, raising=False)  # the one file hash, `store.file_sha256`
     records = _run(reg, ctx, seeds=[0, 1, 2])  # planning, loading and three jobs
     assert len(records) == 3 and computed == ["ident"]
     assert opened == [str(plugin.path.resolve())]
@@ -131,6 +138,5 @@ def test_generated_and_undeclared_tasks(plugin_and_reg, tmp_path):
 def test_one_file_hash_function(tmp_path):
     f = tmp_path / "split.json"
     f.write_text('{"train": ["a"], "test": ["b"]}')
-    assert provenance.file_sha256 is FP.file_sha256
-    assert sources.sha256_file(f) == FP.file_sha256(f)
-    assert splits.split_file_digest(f) == FP.file_sha256(f)[:24]
+    assert sources.sha256_file(f) == store.file_sha256(f)
+    assert splits.split_file_digest(f) == store.file_sha256(f)[:24]

@@ -1,6 +1,6 @@
 """The loaded-dataset cache (issue #12): every task that declares its files loads once, keyed by their content.
 
-Unit checks of `crystalbench.harness.dataset_cache` (exact round trip, corrupt
+Unit checks of `crystalbench.runtime.dataset_cache` (exact round trip, corrupt
 and foreign entries rebuilt), `Workspace.load` with a counting loader (a new
 Workspace stands for a new process), and the acceptance path: a third-party
 task loaded once across two `bench run` processes and again when its file changes.
@@ -20,10 +20,10 @@ import pytest
 from pymatgen.core import Composition, Lattice, Structure
 
 from crystalbench import Dataset, TaskSpec
-from crystalbench.harness import dataset_cache as DC
-from crystalbench.harness.context import RunContext
-from crystalbench.harness.registry import Registry
-from crystalbench.harness.stages import Workspace
+from crystalbench.contract.context import RunContext
+from crystalbench.runtime import dataset_cache as DC
+from crystalbench.runtime.registry import Registry
+from crystalbench.runtime.stages import Workspace
 
 
 def _structures(n: int) -> list[Structure]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import crystalbench
-from crystalbench.harness.specs import ModelSpec
+from crystalbench.contract.specs import ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = sorted((REPO / "docs").glob("*.md")) + [REPO / "README.md"]
@@ -203,7 +203,7 @@ def test_leaderboard_page_describes_the_error_vs_atoms_plot_as_drawn():
 
 
 def test_model_reference_is_documented_and_given_by_every_built_in_model():
-    from crystalbench.harness.registry import load_registry
+    from crystalbench.runtime.registry import load_registry
 
     assert "reference" in {f.name for f in dataclasses.fields(ModelSpec)}
     assert "`reference`" in (REPO / "docs" / "plugins.md").read_text(encoding="utf-8")

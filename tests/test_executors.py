@@ -33,14 +33,14 @@ from click.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
 from cbtest_plugins import crashy, toolkit  # noqa: E402
 
-from crystalbench.harness.context import RunContext  # noqa: E402
-from crystalbench.harness.executors.base import RunSetup  # noqa: E402
-from crystalbench.harness.executors.local import ProcessExecutor  # noqa: E402
-from crystalbench.harness.executors.worker import execute  # noqa: E402
-from crystalbench.harness.record import ResultRecord  # noqa: E402
-from crystalbench.harness.registry import load_registry  # noqa: E402
-from crystalbench.harness.runner import GridRequest, plan_grid, run_grid  # noqa: E402
-from crystalbench.harness.stages import Workspace  # noqa: E402
+from crystalbench.contract.context import RunContext  # noqa: E402
+from crystalbench.contract.record import ResultRecord  # noqa: E402
+from crystalbench.runtime.executors.base import RunSetup  # noqa: E402
+from crystalbench.runtime.executors.local import ProcessExecutor  # noqa: E402
+from crystalbench.runtime.executors.worker import execute  # noqa: E402
+from crystalbench.runtime.registry import load_registry  # noqa: E402
+from crystalbench.runtime.runner import GridRequest, plan_grid, run_grid  # noqa: E402
+from crystalbench.runtime.stages import Workspace  # noqa: E402
 
 try:
     import ray
@@ -82,7 +82,7 @@ def _records(root: Path) -> list[ResultRecord]:
 
 
 def _ray_executor(**kw):
-    from crystalbench.harness.executors.ray_executor import RayExecutor
+    from crystalbench.runtime.executors.ray_executor import RayExecutor
 
     return RayExecutor(**kw)
 
@@ -359,7 +359,7 @@ def test_registry_offers_local_and_ray_from_the_executors_plugin(reg):
 
 
 def test_ray_executor_without_ray_installed_says_how_to_install_it(reg, tmp_path, monkeypatch):
-    from crystalbench.harness.errors import CrystalbenchError
+    from crystalbench.contract.errors import CrystalbenchError
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(CrystalbenchError, match=r"--executor ray needs Ray.*pip install 'crystalbench\[ray\]'"):

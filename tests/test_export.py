@@ -109,9 +109,9 @@ def test_incomplete_or_wrong_protocol_is_a_clear_error(mb_results, tmp_path):
 
 
 def test_paper_protocol_records_are_refused(tmp_path):
-    from crystalbench.harness.errors import BadInputError
-    from crystalbench.harness.job import Job
-    from crystalbench.harness.record import ResultRecord
+    from crystalbench.contract.errors import BadInputError
+    from crystalbench.contract.job import Job
+    from crystalbench.contract.record import ResultRecord
     from crystalbench.leaderboard.matbench_export import select_tasks
 
     recs = [ResultRecord(job=Job(model="dummy", task="matbench_steels", protocol="paper", fold=0, seed=0),

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from pymatgen.core import Composition, Lattice, Structure
 
+from crystalbench.contract.dataset import Dataset
+from crystalbench.contract.featurize import compute_descriptors, descriptor_cache_dir, export_table
+from crystalbench.contract.specs import DescriptorSpec
 from crystalbench.descriptors.gong29 import GONG29
-from crystalbench.harness.dataset import Dataset
-from crystalbench.harness.featurize import compute_descriptors, descriptor_cache_dir, export_table
-from crystalbench.harness.specs import DescriptorSpec
 
 CALLS: list[int] = []
 
@@ -53,7 +53,7 @@ def _toy(sizes: list[int]) -> Dataset:
 
 @pytest.fixture
 def real_data(data_dir, tmp_path):
-    from crystalbench.harness.context import RunContext
+    from crystalbench.contract.context import RunContext
     from crystalbench.tasks.collection import load_collection
 
     coll = load_collection(RunContext(data_dir=data_dir, cache_dir=tmp_path / "coll"), limit=12)

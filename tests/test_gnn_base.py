@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from crystalbench import BadInputError, Dataset, ModelContext
+from crystalbench.contract.params import params_table, params_to_dict
 from crystalbench.gnn.params import TrainingParams, param
-from crystalbench.harness.params import params_table, params_to_dict
 
 ROOT = Path(__file__).resolve().parents[1] / "crystalbench"
 
@@ -109,8 +109,8 @@ def test_training_loop_leaves_the_process_rngs_as_the_harness_seeded_them():
     torch = pytest.importorskip("torch")
     from torch import nn
 
+    from crystalbench.contract.seeding import seed_everything
     from crystalbench.gnn import TrainConfig, fit_torch
-    from crystalbench.harness.seeding import seed_everything
 
     x = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)
     y = x.sum(axis=1)

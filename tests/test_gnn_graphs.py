@@ -16,6 +16,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from crystalbench import BadInputError, Dataset
+from crystalbench.contract.context import RunContext
 from crystalbench.gnn import (
     CrystalGraph,
     GraphParams,
@@ -26,7 +27,6 @@ from crystalbench.gnn import (
     clear_graph_memo,
     graph_store,
 )
-from crystalbench.harness.context import RunContext
 
 
 def _structures(n: int = 5) -> list[Structure]:

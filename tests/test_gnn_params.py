@@ -9,7 +9,7 @@ import pytest
 from pymatgen.core import Composition
 
 from crystalbench import BadInputError, Dataset, ModelContext
-from crystalbench.harness.params import field_choices, params_table, resolve_params
+from crystalbench.contract.params import field_choices, params_table, resolve_params
 from crystalbench.plugins import alignn, cgcnn, dummy, random_forest, roost
 
 

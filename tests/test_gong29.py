@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from pymatgen.core import Structure
 
+from crystalbench.contract.context import RunContext
 from crystalbench.descriptors.gong29 import CRYS_SYS_LABELS, FEATURES, GONG29, SPACEGROUP, describe, featurize
-from crystalbench.harness.context import RunContext
 from crystalbench.tasks import readers as R
 from crystalbench.tasks import sources as S
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crystalbench.harness.job import Job
-from crystalbench.harness.metrics import score
-from crystalbench.harness.record import ResultRecord
-from crystalbench.harness.results import ResultStore
+from crystalbench.contract.job import Job
+from crystalbench.contract.metrics import score
+from crystalbench.contract.record import ResultRecord
 from crystalbench.leaderboard.markdown import build_leaderboard, escape, render_markdown, summarize
+from crystalbench.runtime.results import ResultStore
 
 Y_TRUE = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
 LEAK_TEXT = "† the model reads inputs that reveal this task's target (declared by the task); not a measure of learning"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from crystalbench.contract.context import RunContext
 from crystalbench.descriptors.gong29 import CRYS_SYS_LABELS, FEATURES, describe
-from crystalbench.harness.context import RunContext
-from crystalbench.harness.registry import load_registry
+from crystalbench.runtime.registry import load_registry
 from crystalbench.tasks.learnability import EXCLUDE, LEAKS, TARGETS, load_learnability, task_name
 
 

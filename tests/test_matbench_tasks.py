@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from crystalbench.harness.context import RunContext
-from crystalbench.harness.errors import BadInputError, DataUnavailableError
+from crystalbench.contract.context import RunContext
+from crystalbench.contract.errors import BadInputError, DataUnavailableError
 from crystalbench.tasks import matbench as M
 from crystalbench.tasks.readers import clear_memos
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from crystalbench.harness.metrics import aggregate, classification_metrics, regression_metrics
+from crystalbench.contract.metrics import aggregate, classification_metrics, regression_metrics
 
 
 def test_regression_metrics_hand_computed():

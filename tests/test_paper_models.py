@@ -152,8 +152,8 @@ def test_cgcnn_atom_sum_learns_an_extensive_target(tmp_path):
 
 
 def test_atom_sum_is_offered_by_the_paper_gnns():
-    from crystalbench.harness.params import POOLING_CHOICES, resolve_params
-    from crystalbench.harness.registry import load_registry
+    from crystalbench.contract.params import POOLING_CHOICES, resolve_params
+    from crystalbench.runtime.registry import load_registry
 
     reg = load_registry()
     for name in ("cgcnn", "de-cgcnn", "alignn", "de-alignn"):
@@ -174,8 +174,8 @@ def _desc_dataset(n: int, seed: int) -> Dataset:
 
 
 def test_cgcnn_desc_freezes_a_plain_cgcnn_and_uses_the_descriptors(tmp_path):
-    from crystalbench.harness.registry import load_registry
     from crystalbench.plugins.cgcnn_desc import CGCNNDescParams, make_cgcnn_desc
+    from crystalbench.runtime.registry import load_registry
 
     spec = load_registry().model("cgcnn+desc")
     assert spec.descriptors == "gong29" and spec.needs_validation and spec.default_pooling == "mean"
@@ -206,7 +206,7 @@ def _rocksalt_conventional(a: float = 5.64) -> Structure:
 def test_learnability_labels_and_inputs_are_primitive_cells(tmp_path):
     import json
 
-    from crystalbench.harness.context import RunContext
+    from crystalbench.contract.context import RunContext
     from crystalbench.tasks.learnability import TASK_VERSION, load_learnability
 
     conventional = _rocksalt_conventional()
@@ -225,7 +225,7 @@ def test_learnability_labels_and_inputs_are_primitive_cells(tmp_path):
 
 
 def test_primitive_cells_are_cached_and_reread(tmp_path):
-    from crystalbench.harness.context import RunContext
+    from crystalbench.contract.context import RunContext
     from crystalbench.tasks import learnability as L
 
     ctx = RunContext(cache_dir=tmp_path, jobs=1)
@@ -240,7 +240,7 @@ def test_primitive_cells_are_cached_and_reread(tmp_path):
 
 # ----------------------------------------------------------------------------- item 7: leaks and training rows
 def test_crystal_system_task_withholds_the_niggli_lattice():
-    from crystalbench.harness.registry import load_registry
+    from crystalbench.runtime.registry import load_registry
 
     spec = load_registry().task("desc_crys_sys")
     assert {"crys_sys", "a", "b", "c", "alpha", "beta", "gamma", "space_group_num"} <= set(spec.exclude_features)
@@ -248,8 +248,8 @@ def test_crystal_system_task_withholds_the_niggli_lattice():
 
 
 def test_every_model_trains_on_the_same_rows_under_the_paper_protocol():
-    from crystalbench.harness.specs import TaskSpec
-    from crystalbench.harness.splits import make_folds
+    from crystalbench.contract.specs import TaskSpec
+    from crystalbench.runtime.splits import make_folds
 
     data = Dataset(ids=[f"r{i}" for i in range(100)], targets=np.arange(100.0), compositions=["NaCl"] * 100)
     task = TaskSpec(name="t", load=lambda ctx: data, target="y", protocol="paper", fractions=(0.6, 0.2, 0.2))

@@ -15,15 +15,15 @@ from click.testing import CliRunner
 from scipy import stats
 
 from crystalbench.cli import cli
-from crystalbench.harness.job import Job
-from crystalbench.harness.record import ResultRecord
-from crystalbench.harness.registry import load_registry
-from crystalbench.harness.suites import suite_plan
+from crystalbench.contract.job import Job
+from crystalbench.contract.record import ResultRecord
 from crystalbench.leaderboard.stats import fmt_interval, interval, paired
 from crystalbench.paper import build_report, render_markdown
 from crystalbench.paper.cells import defaults, pins_of
 from crystalbench.paper.render import as_json
 from crystalbench.plugins.suites import SUM_POOLING
+from crystalbench.runtime.registry import load_registry
+from crystalbench.runtime.suites import suite_plan
 
 
 @pytest.fixture(scope="module")

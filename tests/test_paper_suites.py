@@ -17,12 +17,12 @@ import pytest
 from click.testing import CliRunner
 
 from crystalbench.cli import cli
-from crystalbench.harness.context import RunContext
-from crystalbench.harness.dataset import Dataset
-from crystalbench.harness.registry import load_registry
-from crystalbench.harness.specs import DATA_RELATIONS, ModelContext
-from crystalbench.harness.suites import SuiteFilter, plan_rows, suite_plan
+from crystalbench.contract.context import RunContext
+from crystalbench.contract.dataset import Dataset
+from crystalbench.contract.specs import DATA_RELATIONS, ModelContext
 from crystalbench.plugins.suites import SUM_POOLING
+from crystalbench.runtime.registry import load_registry
+from crystalbench.runtime.suites import SuiteFilter, plan_rows, suite_plan
 
 GNN = ("cgcnn", "de-cgcnn", "alignn", "de-alignn")
 POOLED = GNN + ("cgcnn+desc",)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from crystalbench.harness.registry import load_registry
-from crystalbench.harness.suites import suite_plan
 from crystalbench.paper.values import VALUES_FILE, paper_values
 from crystalbench.plugins.suites import SUM_POOLING
+from crystalbench.runtime.registry import load_registry
+from crystalbench.runtime.suites import suite_plan
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parents[1]

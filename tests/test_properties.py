@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crystalbench.harness.context import RunContext
-from crystalbench.harness.errors import DataUnavailableError
-from crystalbench.harness.specs import TaskSpec
+from crystalbench.contract.context import RunContext
+from crystalbench.contract.errors import DataUnavailableError
+from crystalbench.contract.specs import TaskSpec
 from crystalbench.tasks import properties as P
 from crystalbench.tasks.readers import clear_memos
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from crystalbench.harness.context import Reporter
-from crystalbench.harness.dataset import structure_key
-from crystalbench.harness.errors import BadInputError
+from crystalbench.contract.context import Reporter
+from crystalbench.contract.dataset import structure_key
+from crystalbench.contract.errors import BadInputError
 from crystalbench.tasks import readers as R
 
 

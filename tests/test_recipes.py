@@ -17,8 +17,8 @@ pytest.importorskip("torch")
 import torch  # noqa: E402
 
 from crystalbench import ModelContext  # noqa: E402
+from crystalbench.contract.params import resolve_params  # noqa: E402
 from crystalbench.gnn.trainer import TrainConfig, make_optimizer  # noqa: E402
-from crystalbench.harness.params import resolve_params  # noqa: E402
 from crystalbench.plugins.alignn.model import AlignnParams, DeAlignnParams  # noqa: E402
 from crystalbench.plugins.cgcnn.model import CGCNNModel, CGCNNParams  # noqa: E402
 from crystalbench.plugins.roost.model import RoostParams  # noqa: E402

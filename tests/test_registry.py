@@ -8,8 +8,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
 from cbtest_plugins import broken_hook, toolkit  # noqa: E402
 
-from crystalbench.harness.errors import UnknownNameError  # noqa: E402
-from crystalbench.harness.registry import load_registry  # noqa: E402
+from crystalbench.contract.errors import UnknownNameError  # noqa: E402
+from crystalbench.runtime.registry import load_registry  # noqa: E402
 
 
 def test_builtins_found_through_entry_points():

@@ -11,11 +11,11 @@ sys.path.insert(0, str(Path(__file__).parent / "plugins"))
 from cbtest_plugins import toolkit  # noqa: E402
 
 from crystalbench.cli import cli  # noqa: E402
-from crystalbench.harness.context import RunContext  # noqa: E402
-from crystalbench.harness.errors import CrystalbenchError  # noqa: E402
-from crystalbench.harness.registry import load_registry  # noqa: E402
-from crystalbench.harness.runner import GridRequest, run_grid  # noqa: E402
+from crystalbench.contract.context import RunContext  # noqa: E402
+from crystalbench.contract.errors import CrystalbenchError  # noqa: E402
 from crystalbench.paper import PaperValue, build_cells, compare, paper_values, render_markdown  # noqa: E402
+from crystalbench.runtime.registry import load_registry  # noqa: E402
+from crystalbench.runtime.runner import GridRequest, run_grid  # noqa: E402
 
 
 def test_every_shipped_value_is_a_cell_with_the_suites_pins():

@@ -151,7 +151,7 @@ def test_spec():
 
 
 def test_params_from_plain_values_and_validation():
-    from crystalbench.harness.params import params_to_dict, resolve_params
+    from crystalbench.contract.params import params_to_dict, resolve_params
 
     p = resolve_params("roost", RoostParams, {"elem_gate": [32, 16], "epochs": 5.0})
     assert p.elem_gate == (32, 16) and p.epochs == 5 and params_to_dict(p)["elem_gate"] == [32, 16]

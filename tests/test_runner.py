@@ -10,12 +10,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
 from cbtest_plugins import toolkit  # noqa: E402
 
-from crystalbench.harness.context import RunContext  # noqa: E402
-from crystalbench.harness.errors import BadInputError, CrystalbenchError  # noqa: E402
-from crystalbench.harness.record import ResultRecord  # noqa: E402
-from crystalbench.harness.registry import load_registry  # noqa: E402
-from crystalbench.harness.results import ResultStore  # noqa: E402
-from crystalbench.harness.runner import GridRequest, resolve_job_params, run_grid  # noqa: E402
+from crystalbench.contract.context import RunContext  # noqa: E402
+from crystalbench.contract.errors import BadInputError, CrystalbenchError  # noqa: E402
+from crystalbench.contract.record import ResultRecord  # noqa: E402
+from crystalbench.runtime.registry import load_registry  # noqa: E402
+from crystalbench.runtime.results import ResultStore  # noqa: E402
+from crystalbench.runtime.runner import GridRequest, resolve_job_params, run_grid  # noqa: E402
 
 
 @pytest.fixture
@@ -153,7 +153,7 @@ def test_observer_gets_a_copy_and_its_failure_is_contained(reg, tmp_path, monkey
 
 
 def test_pooling_defaults_follow_task_and_spec(reg):
-    from crystalbench.harness.specs import TaskSpec
+    from crystalbench.contract.specs import TaskSpec
 
     extensive = TaskSpec(name="ext", load=lambda ctx: None, target="U", extensive=True)
     intensive = TaskSpec(name="int", load=lambda ctx: None, target="gap")
@@ -207,9 +207,9 @@ def test_first_job_of_a_process_gets_the_thread_cap(tmp_path):
 import sys, json
 sys.path.insert(0, {str(Path(__file__).parent / 'plugins')!r})
 from cbtest_plugins import toolkit
-from crystalbench.harness.context import RunContext
-from crystalbench.harness.registry import load_registry
-from crystalbench.harness.runner import GridRequest, run_grid
+from crystalbench.contract.context import RunContext
+from crystalbench.runtime.registry import load_registry
+from crystalbench.runtime.runner import GridRequest, run_grid
 assert 'torch' not in sys.modules
 reg = load_registry(extra_plugins=[("cbtest_toolkit", toolkit)])
 ctx = RunContext(results_dir={str(tmp_path / 'r')!r}, cache_dir={str(tmp_path / 'c')!r}, threads=1)
@@ -241,7 +241,7 @@ def test_declared_leaking_inputs_are_flagged(reg, tmp_path):
 
 
 def test_every_record_of_a_grid_validates(reg, tmp_path):
-    from crystalbench.harness.validate import validate_results
+    from crystalbench.runtime.validate import validate_results
 
     ctx = _ctx(tmp_path)
     run_grid(reg, ctx, _req(models=["dummy", "sleepy"], seeds=[0, 1]))
@@ -252,7 +252,7 @@ def test_every_record_of_a_grid_validates(reg, tmp_path):
 
 def test_record_json_schema_matches(reg, tmp_path):
     jsonschema = pytest.importorskip("jsonschema")
-    from crystalbench.harness.record import schema
+    from crystalbench.contract.record import schema
 
     ctx = _ctx(tmp_path)
     monkey = run_grid(reg, ctx, _req(models=["dummy", "sleepy"]))

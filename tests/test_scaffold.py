@@ -141,7 +141,7 @@ def test_example_plugin_is_exactly_what_the_command_writes():
 
 
 def test_example_passes_the_kit_and_does_not_leak():
-    from crystalbench.harness.stages import leak_warnings
+    from crystalbench.runtime.stages import leak_warnings
     from crystalbench.tasks.chains import bench_tasks
     from crystalbench.testing import check_model
 

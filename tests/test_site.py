@@ -16,11 +16,11 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from test_leaderboard import make  # tests/ is on sys.path under pytest
 
-from crystalbench.harness.results import ResultStore
 from crystalbench.leaderboard.collect import collect
 from crystalbench.leaderboard.html import SITE_MARKER, build_site
 from crystalbench.leaderboard.markdown import HAND_WRITTEN_MARKER
 from crystalbench.leaderboard.plots import unavailable
+from crystalbench.runtime.results import ResultStore
 
 EVIL = "<script>alert(1)</script>"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from pymatgen.core import Composition
 
-from crystalbench.harness.dataset import Dataset
-from crystalbench.harness.errors import BadInputError
-from crystalbench.harness.specs import SplitIds, TaskSpec
-from crystalbench.harness.splits import make_folds
+from crystalbench.contract.dataset import Dataset
+from crystalbench.contract.errors import BadInputError
+from crystalbench.contract.specs import SplitIds, TaskSpec
+from crystalbench.runtime.splits import make_folds
 
 
 def _data(n, prefix="x"):

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from crystalbench.cli import cli
-from crystalbench.harness.job import Job
+from crystalbench.contract.job import Job
 
 
 def bench(*args: str) -> tuple[int, str]:
@@ -80,7 +80,7 @@ def test_swapped_fold_is_rejected_even_with_a_consistent_job_id(submission, tmp_
 
 
 def test_swapped_test_set_with_rewritten_split_hash_is_rejected(submission, tmp_path):
-    from crystalbench.harness.validate import test_ids_hash
+    from crystalbench.runtime.validate import test_ids_hash
 
     path, d = _copy(submission, tmp_path / "s")
     # predictions for an easier, hand-picked test set, with the split hash rewritten to match

@@ -12,14 +12,14 @@ from cbtest_plugins import suites as test_suites  # noqa: E402
 from cbtest_plugins import toolkit  # noqa: E402
 
 from crystalbench.cli import cli  # noqa: E402
-from crystalbench.harness.context import RunContext  # noqa: E402
-from crystalbench.harness.errors import UnknownNameError  # noqa: E402
-from crystalbench.harness.registry import load_registry  # noqa: E402
-from crystalbench.harness.runner import plan_grid  # noqa: E402
-from crystalbench.harness.specs import SuiteEntry, SuiteSpec  # noqa: E402
-from crystalbench.harness.stages import Workspace  # noqa: E402
-from crystalbench.harness.suites import SuiteFilter, suite_plan, suite_requests  # noqa: E402
+from crystalbench.contract.context import RunContext  # noqa: E402
+from crystalbench.contract.errors import UnknownNameError  # noqa: E402
+from crystalbench.contract.specs import SuiteEntry, SuiteSpec  # noqa: E402
 from crystalbench.plugins.suites import SUM_POOLING  # noqa: E402
+from crystalbench.runtime.registry import load_registry  # noqa: E402
+from crystalbench.runtime.runner import plan_grid  # noqa: E402
+from crystalbench.runtime.stages import Workspace  # noqa: E402
+from crystalbench.runtime.suites import SuiteFilter, suite_plan, suite_requests  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from crystalbench.harness.context import RunContext
+from crystalbench.contract.context import RunContext
 from crystalbench.tasks import chains as C
 from crystalbench.tasks import collection as K
 from crystalbench.tasks import properties as P

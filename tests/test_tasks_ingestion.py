@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from crystalbench.harness.context import RunContext
-from crystalbench.harness.dataset import structure_key
+from crystalbench.contract.context import RunContext
+from crystalbench.contract.dataset import structure_key
 from crystalbench.tasks import collection as K
 from crystalbench.tasks import readers as R
 from crystalbench.tasks import sources as S

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from crystalbench.harness.context import RunContext
-from crystalbench.harness.errors import BadInputError
+from crystalbench.contract.context import RunContext
+from crystalbench.contract.errors import BadInputError
 from crystalbench.tasks import readers as R
 from crystalbench.tasks import user as U
 

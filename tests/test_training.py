@@ -10,6 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
+from crystalbench.contract.dataset import Dataset  # noqa: E402
+from crystalbench.contract.errors import BadInputError  # noqa: E402
 from crystalbench.gnn import (  # noqa: E402
     FeatureInput,
     MLPHead,
@@ -18,8 +20,6 @@ from crystalbench.gnn import (  # noqa: E402
     fit_torch,
     predict_torch,
 )
-from crystalbench.harness.dataset import Dataset  # noqa: E402
-from crystalbench.harness.errors import BadInputError  # noqa: E402
 
 torch.set_num_threads(1)
 

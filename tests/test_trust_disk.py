@@ -30,12 +30,13 @@ import pytest
 from click.testing import CliRunner
 
 from crystalbench.cli import cli
-from crystalbench.harness import claims, store
-from crystalbench.harness.job import Job
-from crystalbench.harness.metrics import score
-from crystalbench.harness.record import ResultRecord
-from crystalbench.harness.results import ResultsDirError, ResultStore
-from crystalbench.harness.store import atomic_write
+from crystalbench.contract import store
+from crystalbench.contract.job import Job
+from crystalbench.contract.metrics import score
+from crystalbench.contract.record import ResultRecord
+from crystalbench.contract.store import atomic_write
+from crystalbench.runtime import claims
+from crystalbench.runtime.results import ResultsDirError, ResultStore
 
 JOB = Job(model="dummy", task="toy_cubic", protocol="paper", fold=0, seed=0)
 PLUGINS = Path(__file__).parent / "plugins"
@@ -127,8 +128,8 @@ def test_claim_of_a_restarted_pid_1_and_of_a_reused_pid_is_taken_over(tmp_path):
 
 HOLDER = """
 import sys, time
-from crystalbench.harness.job import Job
-from crystalbench.harness.results import ResultStore
+from crystalbench.contract.job import Job
+from crystalbench.runtime.results import ResultStore
 c = ResultStore(sys.argv[1]).claim(Job(model="dummy", task="toy_cubic", protocol="paper", fold=0, seed=0))
 print("held" if c else "refused", flush=True)
 time.sleep(60)
@@ -328,8 +329,8 @@ def tune_setup(tmp_path):
         from cbtest_plugins import toolkit
     finally:
         sys.path.remove(str(PLUGINS))
-    from crystalbench.harness.context import RunContext
-    from crystalbench.harness.registry import load_registry
+    from crystalbench.contract.context import RunContext
+    from crystalbench.runtime.registry import load_registry
     from crystalbench.tune import TuneRequest, load_space
 
     reg = load_registry(extra_plugins=[("cbtest_toolkit", toolkit)])
@@ -340,7 +341,7 @@ def tune_setup(tmp_path):
 
 def test_damaged_or_busy_study_is_one_clear_error(tune_setup, tmp_path, monkeypatch):
     pytest.importorskip("optuna")
-    from crystalbench.harness.errors import CrystalbenchError
+    from crystalbench.contract.errors import CrystalbenchError
     from crystalbench.tune import study as tuning
 
     reg, ctx, req = tune_setup

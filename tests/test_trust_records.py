@@ -30,17 +30,17 @@ from cbtest_plugins import toolkit  # noqa: E402
 
 from crystalbench import ModelSpec, hookimpl  # noqa: E402
 from crystalbench.cli import cli  # noqa: E402
-from crystalbench.harness.context import RunContext  # noqa: E402
-from crystalbench.harness.job import Job  # noqa: E402
-from crystalbench.harness.metrics import score  # noqa: E402
-from crystalbench.harness.record import ResultRecord  # noqa: E402
-from crystalbench.harness.registry import load_registry  # noqa: E402
-from crystalbench.harness.results import ResultStore  # noqa: E402
-from crystalbench.harness.runner import GridRequest, plan_grid, run_grid  # noqa: E402
-from crystalbench.harness.stages import Workspace  # noqa: E402
-from crystalbench.harness.validate import validate_results  # noqa: E402
+from crystalbench.contract.context import RunContext  # noqa: E402
+from crystalbench.contract.job import Job  # noqa: E402
+from crystalbench.contract.metrics import score  # noqa: E402
+from crystalbench.contract.record import ResultRecord  # noqa: E402
 from crystalbench.leaderboard.collect import collect, run_commands, summarize  # noqa: E402
 from crystalbench.leaderboard.markdown import render_summary  # noqa: E402
+from crystalbench.runtime.registry import load_registry  # noqa: E402
+from crystalbench.runtime.results import ResultStore  # noqa: E402
+from crystalbench.runtime.runner import GridRequest, plan_grid, run_grid  # noqa: E402
+from crystalbench.runtime.stages import Workspace  # noqa: E402
+from crystalbench.runtime.validate import validate_results  # noqa: E402
 
 
 @dataclass(frozen=True)

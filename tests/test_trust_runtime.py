@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from crystalbench.harness.job import Job
-from crystalbench.harness.record import ResultRecord
+from crystalbench.contract.job import Job
+from crystalbench.contract.record import ResultRecord
 
 PLUGIN = '''
 """Hostile test plugin: a model steered by its hyperparameters, a descriptor set that raises."""
@@ -165,10 +165,10 @@ def in_process(tmp_path: Path, *, isolate: bool = True, retries: int = 0, **req)
     """Run a grid of the hostile plugin with `run_grid` (the sequential executor, isolating by default)."""
     import importlib
 
-    from crystalbench.harness.context import RunContext
-    from crystalbench.harness.executors.local import SequentialExecutor
-    from crystalbench.harness.registry import load_registry
-    from crystalbench.harness.runner import GridRequest, run_grid
+    from crystalbench.contract.context import RunContext
+    from crystalbench.runtime.executors.local import SequentialExecutor
+    from crystalbench.runtime.registry import load_registry
+    from crystalbench.runtime.runner import GridRequest, run_grid
 
     importlib.invalidate_caches()
     reg = load_registry()
@@ -208,8 +208,8 @@ def test_code_is_part_of_the_id_and_old_records_keep_theirs():
 
 
 def test_builtin_models_are_identified_by_their_own_source(monkeypatch):
-    from crystalbench.harness import registry as registry_mod
-    from crystalbench.harness.registry import load_registry
+    from crystalbench.runtime import registry as registry_mod
+    from crystalbench.runtime.registry import load_registry
 
     reg = load_registry()
     code = {m: reg.code_version("model", m) for m in ("dummy", "rf", "cgcnn", "de-cgcnn")}
@@ -256,12 +256,12 @@ def test_a_worker_answers_a_raising_descriptor_plugin_with_a_failed_record(hosti
     """What `--workers N` and Ray workers run (`worker.execute`): the record, not a task-wide failure."""
     import importlib
 
-    from crystalbench.harness.context import RunContext
-    from crystalbench.harness.executors import worker
-    from crystalbench.harness.executors.base import RunSetup
-    from crystalbench.harness.registry import load_registry
-    from crystalbench.harness.runner import GridRequest, plan_grid
-    from crystalbench.harness.stages import Workspace
+    from crystalbench.contract.context import RunContext
+    from crystalbench.runtime.executors import worker
+    from crystalbench.runtime.executors.base import RunSetup
+    from crystalbench.runtime.registry import load_registry
+    from crystalbench.runtime.runner import GridRequest, plan_grid
+    from crystalbench.runtime.stages import Workspace
 
     importlib.invalidate_caches()
     reg = load_registry()
@@ -275,11 +275,11 @@ def test_a_worker_answers_a_raising_descriptor_plugin_with_a_failed_record(hosti
 
 def test_a_job_that_cannot_run_where_it_was_sent_is_recorded_and_the_task_goes_on(hostile, tmp_path):
     """A worker's `error` (its plugin missing on that node...) used to drop the task's other jobs unrecorded."""
-    from crystalbench.harness.context import RunContext
-    from crystalbench.harness.executors.base import Failure, Outcome
-    from crystalbench.harness.executors.local import SequentialExecutor
-    from crystalbench.harness.registry import load_registry
-    from crystalbench.harness.runner import GridRequest, run_grid
+    from crystalbench.contract.context import RunContext
+    from crystalbench.runtime.executors.base import Failure, Outcome
+    from crystalbench.runtime.executors.local import SequentialExecutor
+    from crystalbench.runtime.registry import load_registry
+    from crystalbench.runtime.runner import GridRequest, run_grid
 
     class OneBadNode(SequentialExecutor):
         def submit(self, next_job):
@@ -339,9 +339,9 @@ def test_ctrl_c_still_stops_a_sequential_grid_cleanly(site, tmp_path):
 
 # ----------------------------------------------------------------------------- #21.6: silent no-ops
 def test_epochs_on_models_without_epochs_is_an_error_and_a_note_in_a_mixed_grid():
-    from crystalbench.harness.errors import BadInputError
-    from crystalbench.harness.registry import load_registry
-    from crystalbench.harness.runner import epochs_note
+    from crystalbench.contract.errors import BadInputError
+    from crystalbench.runtime.registry import load_registry
+    from crystalbench.runtime.runner import epochs_note
 
     reg = load_registry()
     with pytest.raises(BadInputError, match="--epochs 5: dummy, rf"):
@@ -353,7 +353,7 @@ def test_epochs_on_models_without_epochs_is_an_error_and_a_note_in_a_mixed_grid(
 
 # ----------------------------------------------------------------------------- #21.8: progress
 def test_the_final_progress_line_is_printed_once(caplog, monkeypatch):
-    from crystalbench.harness import context
+    from crystalbench.contract import context
 
     clock = iter([0.0, 0.0, 40.0, 40.0, 40.0, 40.0])
     monkeypatch.setattr(context.time, "monotonic", lambda: next(clock))
@@ -366,7 +366,7 @@ def test_the_final_progress_line_is_printed_once(caplog, monkeypatch):
 
 
 def test_the_eta_is_estimated_per_model():
-    from crystalbench.harness.runner import _Eta
+    from crystalbench.runtime.runner import _Eta
 
     eta = _Eta({"dummy": 3, "cgcnn": 2})
     eta.finished("dummy", 1.0)
@@ -378,7 +378,7 @@ def test_the_eta_is_estimated_per_model():
 
 def test_the_local_ray_instance_does_not_announce_its_token_on_every_run(caplog):
     """Ray >= 2.5x logs "Token authentication is enabled for this Ray cluster" at every local start."""
-    from crystalbench.harness.executors.ray_executor import _quiet_local_token_notice
+    from crystalbench.runtime.executors.ray_executor import _quiet_local_token_notice
 
     logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
     _quiet_local_token_notice()

@@ -16,11 +16,11 @@ sys.path.insert(0, str(PLUGINS))
 from cbtest_plugins import toolkit  # noqa: E402
 
 from crystalbench.cli import cli  # noqa: E402
-from crystalbench.harness.context import RunContext  # noqa: E402
-from crystalbench.harness.errors import BadInputError  # noqa: E402
-from crystalbench.harness.registry import load_registry  # noqa: E402
-from crystalbench.harness.results import ResultStore  # noqa: E402
-from crystalbench.harness.validate import validate_results  # noqa: E402
+from crystalbench.contract.context import RunContext  # noqa: E402
+from crystalbench.contract.errors import BadInputError  # noqa: E402
+from crystalbench.runtime.registry import load_registry  # noqa: E402
+from crystalbench.runtime.results import ResultStore  # noqa: E402
+from crystalbench.runtime.validate import validate_results  # noqa: E402
 from crystalbench.tune import TuneRequest, load_space, tune  # noqa: E402
 
 optuna = pytest.importorskip("optuna")
@@ -112,8 +112,8 @@ DRIVER = """
 import sys
 sys.path.insert(0, {plugins!r})
 from cbtest_plugins import toolkit
-from crystalbench.harness.context import RunContext
-from crystalbench.harness.registry import load_registry
+from crystalbench.contract.context import RunContext
+from crystalbench.runtime.registry import load_registry
 from crystalbench.tune import TuneRequest, load_space, tune
 reg = load_registry(extra_plugins=[("cbtest_toolkit", toolkit)])
 ctx = RunContext(results_dir={results!r}, cache_dir={cache!r}, data_dir={cache!r})
@@ -203,8 +203,8 @@ def test_fit_torch_stops_when_the_epoch_observer_says_so():
     import numpy as np
     import torch
 
+    from crystalbench.contract.telemetry import observing_epochs
     from crystalbench.gnn.trainer import TrainConfig, fit_torch
-    from crystalbench.harness.telemetry import observing_epochs
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 3)).astype("float32")

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from crystalbench.harness.context import Reporter, RunContext
-from crystalbench.harness.dataset import structure_key
-from crystalbench.harness.errors import BadInputError
+from crystalbench.contract.context import Reporter, RunContext
+from crystalbench.contract.dataset import structure_key
+from crystalbench.contract.errors import BadInputError
 from crystalbench.tasks import readers as R
 from crystalbench.tasks import user as U
 

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..harness import paths
-from ..harness.context import RunContext
-from ..harness.errors import CrystalbenchError
-from ..harness.specs import TaskSpec
-from ..harness.store import check_output_file, output_errors, probe_writable
+from crystalbench.contract import paths
+from crystalbench.contract.context import RunContext
+from crystalbench.contract.errors import CrystalbenchError
+from crystalbench.contract.specs import TaskSpec
+from crystalbench.contract.store import check_output_file, output_errors, probe_writable
+
 from .listing import available
 from .main import CONTEXT, cli, make_context, registry
 
@@ -211,7 +212,7 @@ def featurize(ctx: click.Context, descriptors: str, task: str | None, data_path:
               structure_column: str | None, out: Path, jobs: int | None, data_dir: Path | None,
               cache_dir: Path | None) -> None:
     """Export a descriptor table (cached, parallel) as CSV."""
-    from ..harness.featurize import export_table
+    from crystalbench.contract.featurize import export_table
 
     if Path(out).is_dir():
         raise CrystalbenchError(f"--out {out} is a directory; give a file name such as {Path(out) / 'features.csv'}")

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import click
 
-from ..harness.errors import CrystalbenchError
-from ..harness.params import params_table
-from ..harness.registry import Registry
-from ..harness.store import atomic_write, check_output_file
+from crystalbench.contract.errors import CrystalbenchError
+from crystalbench.contract.params import params_table
+from crystalbench.contract.store import atomic_write, check_output_file
+from crystalbench.runtime.registry import Registry
+
 from .main import CONTEXT, cli, registry
 
 BEGIN = "<!-- BEGIN GENERATED: params (bench docs params) -->"

@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
-from ..harness.errors import CrystalbenchError
-from ..harness.specs import ExecutorOption, ExecutorSpec
+from crystalbench.contract.errors import CrystalbenchError
+from crystalbench.contract.specs import ExecutorOption, ExecutorSpec
 
 __all__ = ["ExecutorOptionsCommand", "executor_options", "make_executor"]
 
@@ -129,7 +129,7 @@ def make_executor(reg: Any, run_ctx: Any, name: str, options: Mapping[str, Any])
         owners = sorted({o for _, names in flags for o in names})
         raise CrystalbenchError(f"{', '.join(f for f, _ in flags)} applies to --executor {'/'.join(owners) or '?'}, "
                                 f"not {spec.name}")
-    from ..harness.executors.base import Executor
+    from crystalbench.runtime.executors.base import Executor
 
     plugin = reg.owner.get(("executor", spec.name), "?")
     try:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from ..harness.errors import CrystalbenchError
-from ..harness.paths import DEFAULT_RESULTS_DIR
-from ..harness.store import check_output_file, output_errors
+from crystalbench.contract.errors import CrystalbenchError
+from crystalbench.contract.paths import DEFAULT_RESULTS_DIR
+from crystalbench.contract.store import check_output_file, output_errors
+
 from .main import CONTEXT, cli, make_context, registry
 
 
@@ -36,8 +37,9 @@ def export_matbench(ctx: click.Context, results_dir: Path, model: str, tasks: tu
     (metrics recomputed) and each fold's test ids are checked against the official
     Matbench split, so only what Matbench would accept is written.
     """
-    from ..harness.results import ResultStore
-    from ..harness.validate import OfficialSplits
+    from crystalbench.runtime.results import ResultStore
+    from crystalbench.runtime.validate import OfficialSplits
+
     from ..leaderboard.matbench_export import benchmark_document, select_tasks, write_benchmark
     from ..tasks.matbench import MATBENCH
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from ..harness.errors import CrystalbenchError
-from ..harness.paths import DEFAULT_RESULTS_DIR
-from ..harness.store import check_output_dir, check_output_file, output_errors
+from crystalbench.contract.errors import CrystalbenchError
+from crystalbench.contract.paths import DEFAULT_RESULTS_DIR
+from crystalbench.contract.store import check_output_dir, check_output_file, output_errors
+
 from .main import CONTEXT, cli, registry
 
 DEFAULT_OUT = Path("leaderboard/LEADERBOARD.md")

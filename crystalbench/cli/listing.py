@@ -7,8 +7,10 @@ from typing import Any
 
 import click
 
-from ..harness.context import RunContext
-from ..harness.specs import TaskSpec
+from crystalbench.contract.context import RunContext
+from crystalbench.contract.enums import PluginKind
+from crystalbench.contract.specs import TaskSpec
+
 from .main import CONTEXT, cli, make_context, print_rows, registry
 
 
@@ -91,8 +93,8 @@ def list_suites(ctx: click.Context, as_json: bool) -> None:
     """
     from dataclasses import asdict
 
-    from ..harness.errors import CrystalbenchError as _Error
-    from ..harness.suites import suite_plan
+    from crystalbench.contract.errors import CrystalbenchError as _Error
+    from crystalbench.runtime.suites import suite_plan
 
     reg = registry(ctx)
     rows: list[dict[str, Any]] = []
@@ -114,7 +116,7 @@ def list_suites(ctx: click.Context, as_json: bool) -> None:
                else ["name", "jobs", "description"])
 
 
-PROVIDED = ("models", "tasks", "descriptors", "executors", "suites")
+PROVIDED = tuple(kind.plural for kind in PluginKind)
 _SHOWN = 3  # names per cell in the table; --json lists them all
 
 

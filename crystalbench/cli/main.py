@@ -10,11 +10,11 @@ from typing import Any
 
 import click
 
-from ..harness import paths
-from ..harness.context import RunContext, configure_logging
-from ..harness.errors import CrystalbenchError
-from ..harness.registry import Registry, load_registry, warn_problems
-from ..harness.store import describe_oserror, probe_writable
+from crystalbench.contract import paths
+from crystalbench.contract.context import RunContext, configure_logging
+from crystalbench.contract.errors import CrystalbenchError
+from crystalbench.contract.store import describe_oserror, probe_writable
+from crystalbench.runtime.registry import Registry, load_registry, warn_problems
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -125,6 +125,6 @@ def cli(ctx: click.Context, disable: tuple[str, ...], verbose: bool) -> None:
 
 
 def main() -> None:
-    from . import cli as _all_commands  # noqa: F401  (importing the package attaches every command)
-
+    """The `bench` console script. Every command is attached by then: importing this module imports the
+    package `crystalbench.cli` first, whose `__init__` imports each command module."""
     cli(prog_name="bench")

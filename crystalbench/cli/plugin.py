@@ -45,8 +45,9 @@ from typing import Any
 
 import click
 
-from ..harness.errors import BadInputError
-from ..harness.specs import NAME_PATTERN, valid_name
+from crystalbench.contract.errors import BadInputError
+from crystalbench.contract.specs import NAME_PATTERN, valid_name
+
 from .main import CONTEXT, cli, registry
 
 __all__ = ["render", "names_for", "next_steps", "resolve_source", "installed_source", "KINDS", "SAMPLE_SIZE"]

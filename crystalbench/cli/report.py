@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from ..harness.errors import BadInputError
-from ..harness.paths import DEFAULT_RESULTS_DIR
-from ..harness.store import atomic_write
+from crystalbench.contract.errors import BadInputError
+from crystalbench.contract.paths import DEFAULT_RESULTS_DIR
+from crystalbench.contract.store import atomic_write
+
 from .main import CONTEXT, cli
 
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from ..harness.errors import CrystalbenchError
-from ..harness.validate import CHECKS, UserTasks
+from crystalbench.contract.errors import CrystalbenchError
+from crystalbench.runtime.validate import CHECKS, UserTasks
+
 from .main import CONTEXT, cli, make_context, registry
 
 _CHECK_LINES = "\n".join(f"  {i}. {text}" for i, text in enumerate(CHECKS, 1))
@@ -76,7 +77,7 @@ invalid file, naming the reason (for a forged ground truth: the first differing 
 def validate(ctx: click.Context, results_dir: Path, official_splits: bool, truth: bool, require_official_splits: bool,
              require_truth: bool, data_paths: tuple[Path, ...], structure_column: str | None, id_column: str | None,
              data_dir: Path | None) -> None:
-    from ..harness.validate import validate_results
+    from crystalbench.runtime.validate import validate_results
 
     if not Path(results_dir).is_dir():
         raise CrystalbenchError(f"results directory {results_dir} does not exist")

@@ -12,12 +12,14 @@ from typing import Any
 
 import click
 
-from ..harness.errors import CrystalbenchError
-from ..harness.metrics import metrics_for
-from ..harness.params import POOLING_CHOICES
-from ..harness.paths import DEFAULT_RESULTS_DIR
-from ..harness.record import ResultRecord
-from ..harness.store import read_input_text
+from crystalbench.contract.enums import Protocol, TaskType
+from crystalbench.contract.errors import CrystalbenchError
+from crystalbench.contract.metrics import metrics_for
+from crystalbench.contract.params import POOLING_CHOICES
+from crystalbench.contract.paths import DEFAULT_RESULTS_DIR
+from crystalbench.contract.record import ResultRecord
+from crystalbench.contract.store import read_input_text
+
 from .executors import ExecutorOptionsCommand, executor_options, make_executor
 from .main import CONTEXT, cli, make_context, print_rows, registry, threads_default
 
@@ -91,7 +93,7 @@ def _merge(summary: Any, more: Any) -> None:
 @click.option("--id-column", metavar="COLUMN", help="Id column of --data (auto-detected by default).")
 @click.option("--classification", is_flag=True, help="Treat --target of --data as class labels.")
 @click.option("--strict", is_flag=True, help="Fail on the first bad row of --data instead of skipping it.")
-@click.option("--protocol", type=click.Choice(["paper", "matbench", "file"]),
+@click.option("--protocol", type=click.Choice([p.value for p in Protocol]),
               help="Split protocol (default: the task's own). paper: seeded random split; "
                    "matbench: official 5-fold KFold; file: the task's id lists.")
 @click.option("--split-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -154,7 +156,7 @@ def run(ctx: click.Context, models: tuple[str, ...], suite: str | None, tasks: t
     Only this process writes results, whatever the executor: a killed run loses
     no finished job and the same command resumes it.
     """
-    from ..harness.runner import GridRequest, epochs_note, run_grid
+    from crystalbench.runtime.runner import GridRequest, epochs_note, run_grid
 
     run_ctx = make_context(data_dir=data_dir, cache_dir=cache_dir, results_dir=results_dir, jobs=jobs,
                            threads=threads, device=device, progress=not no_progress and not as_json, debug=debug)
@@ -167,10 +169,10 @@ def run(ctx: click.Context, models: tuple[str, ...], suite: str | None, tasks: t
     executor = make_executor(reg, run_ctx, executor_name, chosen)
     extra, recipes = _data_task(data_path, dict(
         target=target, structure_column=structure_column, id_column=id_column,
-        task_type="classification" if classification else "regression", strict=strict))
+        task_type=TaskType.CLASSIFICATION if classification else TaskType.REGRESSION, strict=strict))
     reqs: list[GridRequest] = []
     if suite:
-        from ..harness.suites import SuiteFilter, suite_requests
+        from crystalbench.runtime.suites import SuiteFilter, suite_requests
 
         chosen_folds = _parse_folds(folds)
         flt = SuiteFilter(
@@ -188,7 +190,7 @@ def run(ctx: click.Context, models: tuple[str, ...], suite: str | None, tasks: t
     if note:
         run_ctx.reporter.note(note)
     if dry_run:  # the plan only, from the same planner rules: nothing is loaded, run or written
-        from ..harness.suites import PLAN_COLUMNS, plan_rows, request_plan, suite_plan
+        from crystalbench.runtime.suites import PLAN_COLUMNS, plan_rows, request_plan, suite_plan
 
         print_rows(plan_rows(suite_plan(reg, reg.suite(suite), flt) if suite else request_plan(reg, req)),
                    as_json, PLAN_COLUMNS)
@@ -222,7 +224,7 @@ def _check_flags(reg: Any, *, models: tuple[str, ...], suite: str | None, tasks:
                  seeds: tuple[int, ...], device: str, descriptors: str | None,
                  settings: tuple[tuple[str, Any], ...]) -> None:
     """Refuse, with one line, flags that cannot make a grid, before anything is loaded or run."""
-    from ..harness.runner import check_seeds
+    from crystalbench.runtime.runner import check_seeds
 
     if suite:
         given = [flag for flag, value in settings if value]
@@ -247,7 +249,8 @@ def _data_task(data_path: Path | None, options: dict[str, Any]) -> tuple[dict[st
     """The `--data` task (name -> spec) and how worker processes re-create it (its spec holds closures)."""
     if data_path is None:
         return {}, {}
-    from ..harness.executors.base import TaskRecipe
+    from crystalbench.runtime.executors.base import TaskRecipe
+
     from ..tasks.user import user_task
 
     spec = user_task(data_path, **options)

@@ -8,10 +8,12 @@ from typing import Any
 
 import click
 
-from ..harness.errors import CrystalbenchError
-from ..harness.params import POOLING_CHOICES
-from ..harness.paths import DEFAULT_RESULTS_DIR
-from ..harness.record import ResultRecord
+from crystalbench.contract.enums import Protocol
+from crystalbench.contract.errors import CrystalbenchError
+from crystalbench.contract.params import POOLING_CHOICES
+from crystalbench.contract.paths import DEFAULT_RESULTS_DIR
+from crystalbench.contract.record import ResultRecord
+
 from .executors import ExecutorOptionsCommand, executor_options, make_executor
 from .main import CONTEXT, cli, make_context, registry, threads_default
 from .run import _load_config, metric_line
@@ -26,7 +28,7 @@ from .run import _load_config, metric_line
 @click.option("--sampler", type=click.Choice(["grid", "tpe"]), default="grid", show_default=True)
 @click.option("--pruner", type=click.Choice(["median", "none"]), default="median", show_default=True,
               help="Stop trials whose per-epoch validation curve is worse than the median of earlier trials.")
-@click.option("--protocol", type=click.Choice(["paper", "matbench", "file"]), help="Split protocol (default: the task's).")
+@click.option("--protocol", type=click.Choice([p.value for p in Protocol]), help="Split protocol (default: the task's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, the models and the sampler.")
 @click.option("--fold", type=click.IntRange(min=0), default=0, show_default=True,
               help="Fold to tune on and to test the chosen parameters on.")

@@ -53,8 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crystalbench.harness.hookspecs import hookimpl
-from crystalbench.harness.specs import DescriptorSpec
+from crystalbench import DescriptorSpec, hookimpl
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure

@@ -25,7 +25,7 @@ from importlib import resources
 
 import numpy as np
 
-from crystalbench.harness.errors import BadInputError, CrystalbenchError
+from crystalbench import BadInputError, CrystalbenchError
 
 __all__ = ["ATOM_FEATURE_DIM", "MAX_Z", "atom_feature_table", "check_elements"]
 

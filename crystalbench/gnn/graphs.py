@@ -45,16 +45,12 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
-from crystalbench.harness.context import Progress
-from crystalbench.harness.dataset import structure_key
-from crystalbench.harness.errors import BadInputError
-from crystalbench.harness.store import Store
+from crystalbench import BadInputError, Progress, Store, structure_key
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from crystalbench.harness.context import RunContext
-    from crystalbench.harness.specs import ModelContext
+    from crystalbench import ModelContext, RunContext
 
 __all__ = [
     "GRAPH_VERSION",
@@ -526,7 +522,7 @@ def graph_store(
     if run is not None:
         return run.cache(namespace, version)
     if cache_dir is None:
-        from crystalbench.harness.paths import cache_dir as default_cache_dir
+        from crystalbench import cache_dir as default_cache_dir
 
         cache_dir = default_cache_dir()
     return Store(Path(cache_dir), namespace, version)

@@ -27,15 +27,12 @@ torch at import time: plugin modules import it inside their fit methods.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from crystalbench.harness.dataset import Dataset
-from crystalbench.harness.errors import BadInputError
-from crystalbench.harness.features import FeatureScaler
+from crystalbench import BadInputError, Dataset, FeatureScaler, Pooling, TaskType
 
 from .params import POOLINGS
 
@@ -44,7 +41,6 @@ __all__ = [
     "sum_per_crystal",
 ]
 
-Pooling = Literal["mean", "sum", "atom-sum"]
 
 
 def sum_per_crystal(x: torch.Tensor, crystal: torch.Tensor, n_crystals: int) -> torch.Tensor:
@@ -101,7 +97,7 @@ def atom_sum_shift(y_train: np.ndarray, task_type: str) -> float:
     ``std * sum_i f(a_i)``: zero atoms predict 0, k copies predict k times
     one. 0 for classification (summed per-atom logits need no shift).
     """
-    if task_type != "regression":
+    if task_type != TaskType.REGRESSION:
         return 0.0
     from .trainer import TargetScaler
 

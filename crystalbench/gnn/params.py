@@ -1,6 +1,6 @@
 """Typed GNN hyperparameters: the shared training recipe and field helpers (torch-free, imported at import time).
 
-A torch model's hyperparameters are a frozen dataclass (see `crystalbench.harness.params`)
+A torch model's hyperparameters are a frozen dataclass (see `crystalbench.contract.params`)
 that extends `TrainingParams`, the recipe fields the shared training loop reads
 (declared, typed and validated here once), and adds the model's own fields::
 
@@ -18,7 +18,7 @@ A model re-declares a recipe field only to give it its reference recipe's
 default (and the citation in its doc); the type, the choices and the
 validation stay here. Tables and records list a model's own fields first and
 the recipe after them (`TrainingParams.params_last`, read by
-`crystalbench.harness.params.ordered_fields`), whichever class declared a field.
+`crystalbench.contract.params.ordered_fields`), whichever class declared a field.
 
 `check_training` is the one set of rules for the training fields: the params
 classes and `crystalbench.gnn.TrainConfig` both call it, so every GNN rejects
@@ -31,10 +31,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-from crystalbench.harness.params import POOLING_CHOICES, resolve_params
+from crystalbench import POOLING_CHOICES, resolve_params
 
 if TYPE_CHECKING:  # pragma: no cover
-    from crystalbench.harness.specs import ModelContext
+    from crystalbench import ModelContext
 
 __all__ = [
     "param", "params_of", "check_training", "check_positive", "training_problems", "POOLINGS", "OPTIMIZERS",
@@ -172,7 +172,7 @@ class TrainingParams:
     the doc. Validated once, by `check_training`, when an instance is made.
     """
 
-    # listed after a model's own fields in docs tables and records (`crystalbench.harness.params.ordered_fields`)
+    # listed after a model's own fields in docs tables and records (`crystalbench.contract.params.ordered_fields`)
     params_last: ClassVar[bool] = True
 
     epochs: int = param(300, "training epochs")

@@ -25,7 +25,7 @@ own::
 
 Seeding: the harness seeds the process once per job; `fit_torch` builds and
 trains the network under torch's RNG seeded with `fit`'s seed (see
-`crystalbench.harness.seeding`). The subclass never seeds.
+`crystalbench.contract.seeding`). The subclass never seeds.
 
 Torch-free at import (the trainer and heads are imported in `fit`/`predict`),
 so plugin packages import their model classes when they register.
@@ -38,16 +38,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from crystalbench.harness.dataset import Dataset
-from crystalbench.harness.errors import BadInputError
-from crystalbench.harness.seeding import apply_threads
+from crystalbench import BadInputError, Dataset, apply_threads
 
 from .params import TrainingParams, params_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
-    from crystalbench.harness.specs import ModelContext
+    from crystalbench import ModelContext
 
     from .heads import FeatureInput
     from .trainer import FitResult

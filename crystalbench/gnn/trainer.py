@@ -11,7 +11,7 @@ leaderboard come from the architectures and not from the loops around them:
   duration of `fit_torch` / `predict_torch` on CPU, so scatter-style backward
   passes inside third-party networks accumulate in a fixed order). The
   network is built and trained under torch's RNG forked and seeded with
-  `seed` (`crystalbench.harness.seeding.torch_rng`): a fit is reproducible on
+  `seed` (`crystalbench.contract.seeding.torch_rng`): a fit is reproducible on
   its own and never reseeds the process's RNGs, which the harness seeds once
   per job;
 - regression targets standardized with training statistics (MSE loss), metrics
@@ -53,17 +53,13 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from torch import nn
 
-from crystalbench.harness.context import Progress
-from crystalbench.harness.dataset import Dataset
-from crystalbench.harness.errors import BadInputError, CrystalbenchError
-from crystalbench.harness.seeding import torch_rng
-from crystalbench.harness.telemetry import report_epoch
+from crystalbench import BadInputError, CrystalbenchError, Dataset, Progress, TaskType, report_epoch, torch_rng
 
 from .params import BatchNormTrainingParams, training_problems
 
@@ -85,7 +81,6 @@ __all__ = [
     "IndexedItems",
 ]
 
-TaskType = Literal["regression", "classification"]
 
 
 class NonFiniteLossError(CrystalbenchError):
@@ -207,17 +202,17 @@ class TrainConfig(BatchNormTrainingParams):
     device: str = "cpu"
     grad_clip: float | None = None
     precise_bn_max_batches: int | None = None
-    task_type: TaskType = "regression"
+    task_type: str = TaskType.REGRESSION
 
     def __post_init__(self) -> None:
         problems = training_problems(self)  # the rules `TrainingParams` checks, one set for both
-        if self.task_type not in ("regression", "classification"):
+        if not TaskType.has(self.task_type):
             problems.append(f"task_type must be regression or classification, got {self.task_type!r}")
         if problems:
             raise BadInputError("invalid training settings: " + "; ".join(problems))
 
     @classmethod
-    def from_params(cls, params: Any, *, task_type: TaskType = "regression", device: str = "cpu") -> TrainConfig:
+    def from_params(cls, params: Any, *, task_type: str = TaskType.REGRESSION, device: str = "cpu") -> TrainConfig:
         """The training fields of a model's typed hyperparameters (a dataclass); other fields ignored."""
         names = {f.name for f in fields(cls)} - {"task_type", "device"}
         kw = {f.name: getattr(params, f.name) for f in dataclasses.fields(params) if f.name in names}
@@ -225,7 +220,7 @@ class TrainConfig(BatchNormTrainingParams):
 
     @classmethod
     def from_hparams(
-        cls, hparams: Mapping[str, Any], *, task_type: TaskType = "regression", device: str | None = None
+        cls, hparams: Mapping[str, Any], *, task_type: str = TaskType.REGRESSION, device: str | None = None
     ) -> TrainConfig:
         """Pick this config's keys out of a hyperparameter dict (other keys ignored).
 
@@ -324,7 +319,7 @@ class FitResult:
 
 def output_dim(task_type: str, n_classes: int | None, train: Dataset) -> int:
     """Outputs of a model's head: 1 for regression, the number of classes (logits) for classification."""
-    if task_type != "classification":
+    if task_type != TaskType.CLASSIFICATION:
         return 1
     if n_classes:
         return int(n_classes)
@@ -464,13 +459,13 @@ def reuse_freed_memory(device: torch.device) -> Iterator[None]:
             libc.malloc_trim(0)
 
 
-def _outputs(out: torch.Tensor, task_type: TaskType) -> torch.Tensor:
-    if task_type == "regression" and out.ndim == 2 and out.shape[1] == 1:
+def _outputs(out: torch.Tensor, task_type: str) -> torch.Tensor:
+    if task_type == TaskType.REGRESSION and out.ndim == 2 and out.shape[1] == 1:
         return out[:, 0]
     return out
 
 
-def _run_inference(module: nn.Module, batches: Iterable[Any], task_type: TaskType) -> np.ndarray:
+def _run_inference(module: nn.Module, batches: Iterable[Any], task_type: str) -> np.ndarray:
     """Raw outputs (standardized values or logits) for all batches, in order (one device->host copy)."""
     module.eval()
     outs = []
@@ -579,7 +574,7 @@ def _check_targets(y: np.ndarray, cfg: TrainConfig, what: str, n_items: int) -> 
     y = np.asarray(y)
     if len(y) != n_items:
         raise BadInputError(f"{what}: {n_items} items but {len(y)} targets")
-    if cfg.task_type == "classification":
+    if cfg.task_type == TaskType.CLASSIFICATION:
         if not np.issubdtype(y.dtype, np.integer):
             if not np.all(np.isfinite(y.astype(float))) or not np.all(y == np.round(y)):
                 raise BadInputError(f"{what}: classification targets must be integer class indices")
@@ -645,7 +640,7 @@ def _fit(
 ) -> FitResult:
     module = build if isinstance(build, nn.Module) else build()
     module = module.to(device)
-    classification = cfg.task_type == "classification"
+    classification = cfg.task_type == TaskType.CLASSIFICATION
     scaler = None if classification else TargetScaler(y_train)
     loss_fn: nn.Module
     if scaler is None:
@@ -776,7 +771,7 @@ def predict_torch(result: FitResult, items: Sequence[Any], collate: Callable[[li
     with deterministic(device), flush_denormal(device), reuse_freed_memory(device):
         batches = _Batches(items, collate, device, result.module).in_order(result.cfg.batch_size)
         raw = _run_inference(result.module, batches, result.cfg.task_type)
-    if result.cfg.task_type == "classification":
+    if result.cfg.task_type == TaskType.CLASSIFICATION:
         if raw.ndim != 2:
             raise BadInputError(f"{result.desc}: a classification module must return (batch, n_classes) logits")
         bad = np.isnan(raw).any(axis=1)

@@ -37,12 +37,13 @@ from typing import Any
 
 import numpy as np
 
-from ..harness.metrics import METRICS, Metric, aggregate
-from ..harness.record import InvalidRecordError, ResultRecord, compact_value
-from ..harness.results import ResultStore, record_files
-from ..harness.splits import n_folds
-from ..harness.store import digest
-from ..harness.validate import unique_records
+from crystalbench.contract.enums import TaskType
+from crystalbench.contract.metrics import METRICS, Metric, aggregate
+from crystalbench.contract.record import InvalidRecordError, ResultRecord, compact_value
+from crystalbench.contract.store import digest
+from crystalbench.runtime.results import ResultStore, record_files
+from crystalbench.runtime.splits import n_folds
+from crystalbench.runtime.validate import unique_records
 
 __all__ = [
     "oneline", "scan", "scan_paths", "summarize", "collect", "fmt_stat", "fmt_num", "run_commands", "run_facts",
@@ -509,7 +510,7 @@ def _task_args(e: Entry) -> tuple[tuple[str, ...], str | None]:
     if not isinstance(data_file, str) or not data_file:
         return (), None
     args = ["--data", _arg(data_file), "--target", _arg(e.record.job.target)]
-    if e.task_type == "classification":
+    if e.task_type == TaskType.CLASSIFICATION:
         args.append("--classification")
     return tuple(args), e.task
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..harness.metrics import METRICS, Metric
+from crystalbench.contract.enums import TaskType
+from crystalbench.contract.metrics import METRICS, Metric
+
 from .collect import Cell, Summary, fmt_stat
 
 __all__ = ["learnability", "Learnability", "pooling", "PoolingRow", "POOLING_PROPERTIES", "POOLING_VARIANTS",
@@ -57,7 +59,7 @@ def learnability(summary: Summary, protocol: str = "paper") -> Learnability:
     """R² of every model configuration on every ``desc_*`` regression task with results (leak-flagged cells left out)."""
     cells = [c for c in summary.cells.values()
              if c.task.startswith(DESCRIPTOR_PREFIX) and c.protocol == protocol and not c.leak
-             and summary.tasks[c.task].task_type == "regression"]
+             and summary.tasks[c.task].task_type == TaskType.REGRESSION]
     tasks = sorted({c.task for c in cells})
     columns = [col for col in summary.columns if any(c.column == col for c in cells)]
     out = Learnability(tasks=tasks, series={})

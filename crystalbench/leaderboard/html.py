@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..harness.errors import CrystalbenchError
-from ..harness.metrics import Metric, metrics_for
-from ..harness.results import ResultStore
-from ..harness.store import OutputError, atomic_copy, atomic_write, is_regular_file
+from crystalbench.contract.enums import TaskType
+from crystalbench.contract.errors import CrystalbenchError
+from crystalbench.contract.metrics import Metric, metrics_for
+from crystalbench.contract.store import OutputError, atomic_copy, atomic_write, is_regular_file
+from crystalbench.runtime.results import ResultStore
+
 from . import figures, plots
 from .collect import STD_NOTE, Cell, Entry, Summary, fmt_num, fmt_stat, oneline, run_commands, run_fact_texts, std_key
 from .markdown import (
@@ -286,7 +288,7 @@ class _Site:
         return f'<td class="num" data-sort="{value!r}">{fmt_num(value, metric)}</td>'
 
     def task_plots(self, task: str, cells: list[Cell], task_type: str, unit: str) -> str:
-        if task_type != "regression":
+        if task_type != TaskType.REGRESSION:
             return "<h2>Plots</h2><p class=\"muted\">Parity and residual plots are drawn for regression tasks only.</p>"
         parts = ["<h2>Parity plots</h2><p class=\"muted\">Test predictions of every fold and seed, pooled per "
                  "model configuration; colour: point density.</p>", '<div class="plots">']
@@ -341,7 +343,7 @@ class _Site:
                          f"<table><thead><tr><th>setting</th><th>value</th></tr></thead><tbody>{rows}</tbody></table>")
         parts.append("<h2>Results</h2><ul>")
         for c in sorted(cells, key=lambda c: (c.task, c.protocol, c.column)):
-            metric = TABLE_METRICS[0] if self.s.tasks[c.task].task_type == "regression" else TABLE_METRICS[-1]
+            metric = TABLE_METRICS[0] if self.s.tasks[c.task].task_type == TaskType.REGRESSION else TABLE_METRICS[-1]
             stat = fmt_stat(c.metrics.get(metric.key), metric, std_key(c.protocol))
             value = f"{metric.label} {stat[0]} ± {stat[1]}" if stat else "–"
             files = ", ".join(_a(up + self.record_href[id(e)], f"fold {e.fold} seed {e.seed}")

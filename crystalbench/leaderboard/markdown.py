@@ -26,9 +26,11 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..harness.metrics import METRICS, Metric, primary_metric
-from ..harness.record import ResultRecord
-from ..harness.store import atomic_write
+from crystalbench.contract.enums import TaskType
+from crystalbench.contract.metrics import METRICS, Metric, primary_metric
+from crystalbench.contract.record import ResultRecord
+from crystalbench.contract.store import atomic_write
+
 from .collect import (
     STD_NOTE,
     Cell,
@@ -62,7 +64,7 @@ RECIPE_NOTE = ("A column headed by a model's name alone is that model's own reci
                "(scored on a validation split) says so and is never bold.")
 # The tables: the registry's primary metric per task type, MAE in the task's units and R² for regression.
 TABLE_METRICS: tuple[Metric, ...] = (
-    primary_metric("regression"), METRICS["mae"], METRICS["r2"], primary_metric("classification"),
+    primary_metric(TaskType.REGRESSION), METRICS["mae"], METRICS["r2"], primary_metric(TaskType.CLASSIFICATION),
 )
 _MAX_CELL, _MAX_WARNINGS, _MAX_CONFIGS = 80, 50, 60
 

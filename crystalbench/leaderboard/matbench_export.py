@@ -40,9 +40,10 @@ from typing import Any
 
 import numpy as np
 
-from ..harness.errors import BadInputError
-from ..harness.record import ResultRecord
-from ..harness.store import atomic_write
+from crystalbench.contract.enums import TaskType
+from crystalbench.contract.errors import BadInputError
+from crystalbench.contract.record import ResultRecord
+from crystalbench.contract.store import atomic_write
 
 __all__ = [
     "MATBENCH_BENCHMARK",
@@ -168,7 +169,7 @@ def matbench_scores(y_true: Sequence[Any], y_pred: Sequence[Any], task_type: str
     """Matbench's per-fold score set (see the module docstring), as plain floats."""
     from sklearn import metrics as skm
 
-    if task_type == "regression":
+    if task_type == TaskType.REGRESSION:
         t = np.asarray(y_true, dtype=float)
         p = np.asarray(y_pred, dtype=float)
         mask = np.abs(t) > 1e-5
@@ -206,10 +207,10 @@ def _hash(doc: Mapping[str, Any]) -> str:
 def _fold_entry(rec: ResultRecord, task_type: str) -> dict[str, Any]:
     preds = rec.predictions or {}
     ids = [str(i) for i in preds["ids"]]
-    y_pred = _as_bool(preds["y_pred"]) if task_type == "classification" else [float(v) for v in preds["y_pred"]]
+    y_pred = _as_bool(preds["y_pred"]) if task_type == TaskType.CLASSIFICATION else [float(v) for v in preds["y_pred"]]
     scores = matbench_scores(preds["y_true"], preds["y_pred"], task_type)
     ours = rec.metrics.get("mae")
-    if task_type == "regression" and ours is not None and not math.isclose(scores["mae"], ours, rel_tol=1e-9,
+    if task_type == TaskType.REGRESSION and ours is not None and not math.isclose(scores["mae"], ours, rel_tol=1e-9,
                                                                           abs_tol=1e-9):
         raise BadInputError(f"{rec.task} fold {rec.fold}: MAE {scores['mae']} from the predictions differs from "
                             f"the recorded {ours}")

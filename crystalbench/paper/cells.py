@@ -34,11 +34,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..harness.errors import CrystalbenchError
-from ..harness.registry import Registry
-from ..harness.runner import GridRequest, resolve_job_params
-from ..harness.specs import ModelSpec, TaskSpec
-from ..harness.splits import n_folds
+from crystalbench.contract.enums import TaskType
+from crystalbench.contract.errors import CrystalbenchError
+from crystalbench.contract.specs import ModelSpec, TaskSpec
+from crystalbench.runtime.registry import Registry
+from crystalbench.runtime.runner import GridRequest, resolve_job_params
+from crystalbench.runtime.splits import n_folds
+
 from .values import PaperValue
 
 __all__ = [
@@ -155,7 +157,7 @@ def _resolve_configuration(reg: Registry, model: str, task: str, conf: Mapping[s
 
 def _default_metric(reg: Registry, section: str, task: str, protocol: str) -> str:
     tspec = reg.tasks.get(task)
-    if tspec is not None and tspec.task_type == "classification":
+    if tspec is not None and tspec.task_type == TaskType.CLASSIFICATION:
         return "accuracy"
     if protocol == "matbench":
         return "mae"
@@ -174,7 +176,7 @@ def _paper_suites(reg: Registry) -> dict[str, str]:
 
 def _suite_cells(reg: Registry) -> list[PaperCell]:
     """One cell per distinct (task, model, protocol, pins) of each paper suite's plan (no data is loaded)."""
-    from ..harness.suites import suite_plan
+    from crystalbench.runtime.suites import suite_plan
 
     cells: dict[tuple[Any, ...], PaperCell] = {}
     for section, name in _paper_suites(reg).items():

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..harness.record import ResultRecord
-from ..harness.registry import Registry
-from ..harness.results import ResultStore
+from crystalbench.contract.record import ResultRecord
+from crystalbench.runtime.registry import Registry
+from crystalbench.runtime.results import ResultStore
+
 from ..leaderboard.stats import Interval, PairedTest, interval, paired
 from .cells import (
     PaperCell,
@@ -270,7 +271,7 @@ def compare(results_dir: Path, values: list[PaperValue] | None = None, *, regist
 
 
 def _registry() -> Registry:
-    from ..harness.registry import load_registry
+    from crystalbench.runtime.registry import load_registry
 
     return load_registry()
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..harness.metrics import METRICS
+from crystalbench.contract.metrics import METRICS
+
 from ..leaderboard.stats import fmt_interval, fmt_paired
 from .cells import TUNED_SECTION
 from .compare import Comparison, Importance, PairedComparison, PaperReport

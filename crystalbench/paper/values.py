@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..harness.errors import CrystalbenchError
+from crystalbench.contract.errors import CrystalbenchError
 
 __all__ = ["PaperValue", "paper_values", "VALUES_FILE", "RELATIONS"]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crystalbench import Dataset, ModelContext, ModelSpec, hookimpl
+from crystalbench import Dataset, ModelContext, ModelSpec, TaskType, hookimpl
 
 __all__ = ["DummyParams", "MeanPredictor", "bench_models"]
 
@@ -21,7 +21,7 @@ class DummyParams:
 
 class MeanPredictor:
     def __init__(self, ctx: ModelContext) -> None:
-        self.classification = ctx.task_type == "classification"
+        self.classification = ctx.task_type == TaskType.CLASSIFICATION
         self.value: float | int | None = None
 
     def fit(self, train: Dataset, val: Dataset | None, *, seed: int, progress: bool) -> None:

@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from crystalbench import BadInputError, Dataset, ModelContext, ModelSpec, hookimpl
+from crystalbench import BadInputError, Dataset, FeatureScaler, ModelContext, ModelSpec, TaskType, hookimpl
 from crystalbench.gnn.params import param, params_of
-from crystalbench.harness.features import FeatureScaler
 
 __all__ = ["RFParams", "RandomForest", "bench_models"]
 
@@ -63,7 +62,7 @@ class RandomForest:
             raise BadInputError("rf needs descriptor features; none were attached")
         x = self.scaler.fit(train.features, train.feature_names).transform(train.features)
         p = self.params
-        cls = RandomForestClassifier if self.ctx.task_type == "classification" else RandomForestRegressor
+        cls = RandomForestClassifier if self.ctx.task_type == TaskType.CLASSIFICATION else RandomForestRegressor
         self.model = cls(
             random_state=seed,
             n_estimators=p.n_estimators,
@@ -85,7 +84,7 @@ class RandomForest:
         # of the mean; one thread keeps metrics bit-identical across runs.
         self.model.set_params(n_jobs=1)
         pred = np.asarray(self.model.predict(self.scaler.transform(data.features)))
-        if self.ctx.task_type == "classification":
+        if self.ctx.task_type == TaskType.CLASSIFICATION:
             return pred.astype(np.int64)
         return pred.astype(float)
 

@@ -42,8 +42,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from crystalbench import hookimpl
-from crystalbench.harness.specs import SuiteEntry, SuiteSpec
+from crystalbench import SuiteEntry, SuiteSpec, hookimpl
 
 __all__ = ["bench_suites", "TABLE1_TASKS", "PAPER_MODELS", "GNNS", "FROZEN", "EPOCHS", "SUM_POOLING", "FIG2_TASKS"]
 

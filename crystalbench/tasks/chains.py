@@ -62,10 +62,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crystalbench.harness.context import RunContext
-from crystalbench.harness.dataset import Dataset
-from crystalbench.harness.hookspecs import hookimpl
-from crystalbench.harness.specs import TaskSpec
+from crystalbench import Dataset, RunContext, TaskSpec, TaskType, hookimpl
 
 from .readers import cache_write, process_memo
 
@@ -265,7 +262,7 @@ def _spec(name: str) -> TaskSpec:
         load=lambda ctx: load_chains(name, ctx),
         target="a",
         unit="A",
-        task_type="regression",
+        task_type=TaskType.REGRESSION,
         extensive=False,
         protocol="paper",
         fractions=(0.8, 0.1, 0.1),

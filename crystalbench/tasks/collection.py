@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crystalbench.harness.errors import BadInputError, DataUnavailableError
+from crystalbench import BadInputError, DataUnavailableError
 
 from . import settings
 from . import sources as S
@@ -51,7 +51,7 @@ from .readers import (
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-    from crystalbench.harness.context import RunContext
+    from crystalbench import RunContext
 
 __all__ = ["SOURCES", "Collection", "load_collection", "collection_files", "collection_available"]
 

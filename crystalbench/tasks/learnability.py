@@ -72,13 +72,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from crystalbench import Dataset, DataUnavailableError, RunContext, TaskSpec, TaskType, compute_descriptors, hookimpl
 from crystalbench.descriptors.gong29 import CRYS_SYS_LABELS, FEATURES, GONG29, SPACE_GROUP, SPACEGROUP
-from crystalbench.harness.context import RunContext
-from crystalbench.harness.dataset import Dataset
-from crystalbench.harness.errors import DataUnavailableError
-from crystalbench.harness.featurize import compute_descriptors
-from crystalbench.harness.hookspecs import hookimpl
-from crystalbench.harness.specs import TaskSpec
 
 from . import settings
 from .collection import collection_available, collection_files, load_collection
@@ -306,7 +301,7 @@ def _spec(target: str) -> TaskSpec:
         load=load,
         target=target,
         unit=UNITS.get(target, ""),
-        task_type="classification" if classes else "regression",
+        task_type=TaskType.CLASSIFICATION if classes else TaskType.REGRESSION,
         extensive=target in EXTENSIVE,
         protocol="paper",
         fractions=(0.8, 0.1, 0.1),

@@ -30,11 +30,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..harness.context import RunContext
-from ..harness.dataset import Dataset
-from ..harness.errors import BadInputError, DataUnavailableError
-from ..harness.hookspecs import hookimpl
-from ..harness.specs import TaskSpec
+from crystalbench import BadInputError, Dataset, DataUnavailableError, RunContext, TaskSpec, TaskType, hookimpl
+
 from . import settings
 from .readers import RowError, file_digest, no_gc, parse_composition, parse_structure, process_memo, read_json_table
 from .sources import RemoteFile
@@ -179,7 +176,7 @@ def _to_dataset(name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
                 raise BadInputError(f"{origin}: row {ident}: {exc}") from None
     raw = [row[ti] for row in rows]
     classes = None
-    if ttype == "classification":
+    if ttype == TaskType.CLASSIFICATION:
         classes = ("False", "True")
         y = np.array([int(bool(v)) for v in raw], dtype=int)
     else:
@@ -233,7 +230,7 @@ def _download_dataset(name: str, ctx: RunContext) -> Dataset:
 
 def _spec(name: str) -> TaskSpec:
     target, unit, ttype, n, kind, extensive, source, lic = MATBENCH[name]
-    task_type: Literal["regression", "classification"] = "classification" if ttype == "classification" else "regression"
+    task_type = TaskType(ttype)
     provides: Literal["structure", "composition"] = "composition" if kind == "composition" else "structure"
 
     def files(ctx: RunContext) -> list[Path]:

@@ -37,11 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from ..harness.context import RunContext
-from ..harness.dataset import Dataset
-from ..harness.errors import DataUnavailableError
-from ..harness.hookspecs import hookimpl
-from ..harness.specs import SplitIds, TaskSpec
+from crystalbench import Dataset, DataUnavailableError, RunContext, SplitIds, TaskSpec, TaskType, hookimpl
+
 from . import sources as S
 from .readers import (
     RowError,
@@ -509,7 +506,7 @@ def _spec(prop: _Prop) -> TaskSpec:
         load=load,
         target=prop.target,
         unit=prop.unit,
-        task_type="regression",
+        task_type=TaskType.REGRESSION,
         extensive=prop.extensive,
         protocol="paper",
         fractions=(0.6, 0.2, 0.2),

@@ -48,13 +48,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from ..harness.errors import BadInputError
-from ..harness.store import Memo
+from crystalbench import BadInputError, Memo, file_sha256
 
 if TYPE_CHECKING:
     from pymatgen.core import Composition, Structure
 
-    from ..harness.context import Reporter
+    from crystalbench import Reporter
 
 __all__ = [
     "LOADER_VERSION",
@@ -910,8 +909,6 @@ def _find_file(folder: Path, by_name: dict[str, Path], ident: str) -> Path | Non
 
 def file_digest(path: Path) -> str:
     """sha256 of a file's bytes (memoised; the same digest the harness records in provenance)."""
-    from crystalbench.harness.provenance import file_sha256
-
     return file_sha256(Path(path))
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..harness.context import RunContext
+    from crystalbench import RunContext
 
 __all__ = [
     "OFFLINE_ENV",

@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..harness.errors import DataUnavailableError
+from crystalbench import DataUnavailableError
+
 from .readers import (
     LOADER_VERSION,
     RowError,
@@ -53,8 +54,7 @@ from .readers import (
 )
 
 if TYPE_CHECKING:
-    from ..harness.context import Reporter, RunContext
-    from ..harness.store import Store
+    from crystalbench import Reporter, RunContext, Store
 
 __all__ = [
     "Table",
@@ -700,7 +700,7 @@ def fetch_file(rf: RemoteFile, download: Downloader | None = None) -> bool:
     A file that is present with the wrong checksum is replaced; a download with the wrong
     checksum writes nothing and raises DataUnavailableError.
     """
-    from ..harness.store import atomic_write
+    from crystalbench import atomic_write
 
     if rf.dest.is_file() and sha256_file(rf.dest) == rf.sha256:
         return False

@@ -51,12 +51,21 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..harness.context import Reporter, RunContext
-from ..harness.dataset import Dataset
-from ..harness.errors import BadInputError, CrystalbenchError
-from ..harness.hookspecs import hookimpl
-from ..harness.specs import SplitIds, TaskSpec, valid_name
-from ..harness.store import digest
+from crystalbench import (
+    BadInputError,
+    CrystalbenchError,
+    Dataset,
+    Protocol,
+    Reporter,
+    RunContext,
+    SplitIds,
+    TaskSpec,
+    TaskType,
+    digest,
+    hookimpl,
+    valid_name,
+)
+
 from . import settings
 from .readers import (
     LOADER_VERSION,
@@ -85,7 +94,6 @@ __all__ = ["load_user_dataset", "user_task", "tasks_from_toml", "task_dirs", "be
 
 TASKS_ENV = settings.TASKS_ENV
 TASK_VERSION = "1"
-TaskType = Literal["regression", "classification"]
 Provides = Literal["structure", "composition"]
 
 STRUCTURE_COLUMNS = (
@@ -258,10 +266,8 @@ def _check_path(path: Path) -> Path:
 
 
 def _task_type(text: str) -> TaskType:
-    if text == "regression":
-        return "regression"
-    if text == "classification":
-        return "classification"
+    if TaskType.has(text):
+        return TaskType(text)
     raise BadInputError(f"task type {text!r} is not 'regression' or 'classification'")
 
 
@@ -328,7 +334,7 @@ def _parse_row(out: _Parsed, where: str, rec: dict[str, Any], ident: str, cols: 
     y: Any = None
     if cols.target is not None:
         value = _column_value(rec, cols.target)
-        y = _label(value) if opts.task_type == "classification" else parse_float(value, "target")
+        y = _label(value) if opts.task_type == TaskType.CLASSIFICATION else parse_float(value, "target")
     split = None
     if cols.split is not None:
         lab = str(_column_value(rec, cols.split) or "").strip().lower()
@@ -430,7 +436,7 @@ def _check_learnable(payload: dict[str, Any], path: Path) -> None:
         return
     col = payload["meta"]["target_column"]
     n = len(targets)
-    if payload["task_type"] == "regression":
+    if payload["task_type"] == TaskType.REGRESSION:
         values = np.asarray(targets, dtype=float)
         if n and np.all(values == values[0]):
             raise BadInputError(f"{path}: target {col!r} is constant ({float(values[0])!r}) in all {n} rows: "
@@ -456,7 +462,7 @@ def _dataset_from_payload(payload: dict[str, Any], name: str, path: Path, files:
     classes = None
     if payload["targets"] is None:
         targets = np.full(n, np.nan)
-    elif payload["task_type"] == "classification":
+    elif payload["task_type"] == TaskType.CLASSIFICATION:
         classes = _sort_classes(payload["targets"])
         index = {c: i for i, c in enumerate(classes)}
         targets = np.array([index[t] for t in payload["targets"]], dtype=int)
@@ -742,9 +748,9 @@ def _validate_entry(where: str, e: Any) -> dict[str, Any]:
     if not valid_name(e["name"].strip()):
         raise BadInputError(f"{where}: task name {e['name'].strip()!r} may only use letters, digits and _ . + - "
                             "(80 at most, starting with a letter or digit)")
-    if e.get("type", "regression") not in ("regression", "classification"):
+    if not TaskType.has(e.get("type", "regression")):
         raise BadInputError(f"{where}: type {e['type']!r} is not 'regression' or 'classification'")
-    if e.get("protocol") not in (None, "paper", "matbench", "file"):
+    if e.get("protocol") is not None and not Protocol.has(e["protocol"]):
         raise BadInputError(f"{where}: protocol {e['protocol']!r} is not 'paper', 'matbench' or 'file'")
     fractions = e.get("fractions", [0.6, 0.2, 0.2])
     if (

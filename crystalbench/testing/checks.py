@@ -20,14 +20,24 @@ from typing import Any
 
 import numpy as np
 
-from ..harness.context import RunContext
-from ..harness.dataset import Dataset, structure_key
-from ..harness.errors import BadInputError, CrystalbenchError, DataUnavailableError
-from ..harness.job import Job
-from ..harness.params import POOLING_CHOICES, params_to_dict, resolve_params
-from ..harness.record import ResultRecord
-from ..harness.registry import PluginInfo, Registry, load_registry
-from ..harness.specs import NAME_PATTERN, DescriptorSpec, Model, ModelContext, ModelSpec, TaskSpec, valid_name
+from crystalbench.contract.context import RunContext
+from crystalbench.contract.dataset import Dataset, structure_key
+from crystalbench.contract.enums import Protocol, TaskType
+from crystalbench.contract.errors import BadInputError, CrystalbenchError, DataUnavailableError
+from crystalbench.contract.job import Job
+from crystalbench.contract.params import POOLING_CHOICES, params_to_dict, resolve_params
+from crystalbench.contract.record import ResultRecord
+from crystalbench.contract.specs import (
+    NAME_PATTERN,
+    DescriptorSpec,
+    Model,
+    ModelContext,
+    ModelSpec,
+    TaskSpec,
+    valid_name,
+)
+from crystalbench.runtime.registry import PluginInfo, Registry, load_registry
+
 from .data import KIT_DESCRIPTORS, TOY_SIZE, chain_sample, toy_classification_task, toy_dataset, toy_task
 
 __all__ = [
@@ -147,7 +157,7 @@ def _job_params(spec: ModelSpec, params: Mapping[str, Any]) -> dict[str, Any]:
 
 def _run(spec: ModelSpec, task: TaskSpec, dspec: DescriptorSpec | None, params: dict[str, Any], seed: int,
          ctx: RunContext, raw: list[np.ndarray]) -> tuple[ResultRecord, Dataset]:
-    from ..harness.stages import IncompatibleError, Workspace, run_job
+    from crystalbench.runtime.stages import IncompatibleError, Workspace, run_job
 
     recording = dataclasses.replace(spec, factory=lambda mctx: _Recorder(spec.factory(mctx), raw))
     reg = Registry(models={spec.name: recording}, tasks={task.name: task},
@@ -370,8 +380,6 @@ def check_model(
 
 # ----------------------------------------------------------------------------- tasks
 def _task_spec_problems(spec: TaskSpec) -> list[str]:
-    from ..harness.splits import PROTOCOLS
-
     problems = []
     if not valid_name(spec.name):
         problems.append(f"name {spec.name!r} is not allowed: names match {NAME_PATTERN} (they become folder names)")
@@ -379,10 +387,10 @@ def _task_spec_problems(spec: TaskSpec) -> list[str]:
         problems.append("load must be a callable load(ctx: RunContext) -> Dataset")
     if not spec.target:
         problems.append("target must name the predicted quantity (shown in tables)")
-    if spec.task_type not in ("regression", "classification"):
+    if not TaskType.has(spec.task_type):
         problems.append(f"task_type={spec.task_type!r}: use 'regression' or 'classification'")
-    if spec.protocol not in PROTOCOLS:
-        problems.append(f"protocol={spec.protocol!r}: use one of {', '.join(PROTOCOLS)}")
+    if not Protocol.has(spec.protocol):
+        problems.append(f"protocol={spec.protocol!r}: use one of {', '.join(Protocol)}")
     if spec.protocol == "file" and spec.split_ids is None:
         problems.append("protocol='file' needs split_ids(ctx) -> SplitIds")
     if spec.provides not in ("structure", "composition"):
@@ -459,7 +467,7 @@ def check_task(spec: TaskSpec, ctx: RunContext | None = None) -> Dataset:
             problems.append("available(ctx) returns False although load(ctx) succeeded")
         _fail(f"task {spec.name!r}", problems)
         if spec.files is not None:
-            from ..harness.dataset_cache import round_trip
+            from crystalbench.runtime.dataset_cache import round_trip
 
             try:
                 restored = round_trip(data)
@@ -505,7 +513,7 @@ def _dataset_problems(spec: TaskSpec, data: Any) -> list[str]:
     if spec.provides == "structure" and data.structures is None:
         problems.append("provides='structure' but the dataset has no structures (set provides='composition')")
     y = np.asarray(data.targets)
-    if spec.task_type == "regression":
+    if spec.task_type == TaskType.REGRESSION:
         if y.dtype.kind not in "biuf":
             problems.append(f"regression targets must be numbers, got dtype {y.dtype}")
         else:
@@ -526,7 +534,7 @@ def _dataset_problems(spec: TaskSpec, data: Any) -> list[str]:
 
 
 def _check_folds(spec: TaskSpec, data: Dataset, ctx: RunContext) -> None:
-    from ..harness.splits import make_folds
+    from crystalbench.runtime.splits import make_folds
 
     try:
         folds = make_folds(spec, data, spec.protocol, seed=0, needs_validation=True, ctx=ctx)

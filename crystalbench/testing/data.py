@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ..harness.dataset import Dataset
-from ..harness.specs import DescriptorSpec, TaskSpec
+from crystalbench.contract.dataset import Dataset
+from crystalbench.contract.enums import TaskType
+from crystalbench.contract.specs import DescriptorSpec, TaskSpec
 
 __all__ = [
     "toy_dataset",
@@ -111,7 +112,7 @@ def toy_classification_task(*, compositions_only: bool = False) -> TaskSpec:
         name="kit_toy_class_comp" if compositions_only else "kit_toy_class",
         load=lambda ctx: toy_classification(compositions_only=compositions_only),
         target="bond class",
-        task_type="classification",
+        task_type=TaskType.CLASSIFICATION,
         leaks=_TOY_LEAKS,
         provides="composition" if compositions_only else "structure",
         size=TOY_SIZE,

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from ..harness.context import RunContext
-from ..harness.dataset import Dataset
+from crystalbench.contract.context import RunContext
+from crystalbench.contract.dataset import Dataset
+
 from .data import chain_sample, toy_classification, toy_dataset
 
 __all__ = ["bench_context", "toy_data", "toy_classes", "chain_data"]

@@ -5,9 +5,9 @@
               training data, the final run on the real split
     pruning   the pruner and the per-epoch observer that consults it where a trial trains
 
-A tool on top of the runtime: `crystalbench.harness` never imports this package
+A tool on top of the runtime: `crystalbench.runtime` never imports this package
 (an import-linter contract in pyproject.toml); trials are observed epoch by epoch
-through the runtime's generic observer option (`harness.telemetry`).
+through the runtime's generic observer option (`contract.telemetry`).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..harness.errors import BadInputError
+from crystalbench.contract.errors import BadInputError
 
 __all__ = ["OBSERVER", "make_pruner", "pruning_observer"]
 

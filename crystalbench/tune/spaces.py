@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..harness.errors import BadInputError
-from ..harness.params import resolve_params
-from ..harness.specs import ModelSpec
-from ..harness.store import digest, read_input_text
+from crystalbench.contract.errors import BadInputError
+from crystalbench.contract.params import resolve_params
+from crystalbench.contract.specs import ModelSpec
+from crystalbench.contract.store import digest, read_input_text
 
 __all__ = ["Choice", "Range", "SearchSpace", "PAPER_SPACES", "load_space", "grid_points", "suggest"]
 

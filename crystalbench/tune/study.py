@@ -42,19 +42,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..harness.claims import Claim, acquire, holder_of
-from ..harness.context import RunContext
-from ..harness.errors import BadInputError, CrystalbenchError
-from ..harness.executors.base import Executor
-from ..harness.job import Job
-from ..harness.record import ResultRecord
-from ..harness.registry import Registry
-from ..harness.results import ResultStore
-from ..harness.runner import GridRequest, plan_grid, run_grid
-from ..harness.splits import make_folds
-from ..harness.stages import Workspace
-from ..harness.store import atomic_write_json, digest
-from ..harness.telemetry import with_epoch_observer
+from crystalbench.contract.context import RunContext
+from crystalbench.contract.enums import TaskType
+from crystalbench.contract.errors import BadInputError, CrystalbenchError
+from crystalbench.contract.job import Job
+from crystalbench.contract.record import ResultRecord
+from crystalbench.contract.store import atomic_write_json, digest
+from crystalbench.contract.telemetry import with_epoch_observer
+from crystalbench.runtime.claims import Claim, acquire, holder_of
+from crystalbench.runtime.executors.base import Executor
+from crystalbench.runtime.registry import Registry
+from crystalbench.runtime.results import ResultStore
+from crystalbench.runtime.runner import GridRequest, plan_grid, run_grid
+from crystalbench.runtime.splits import make_folds
+from crystalbench.runtime.stages import Workspace
+
 from . import pruning
 from .spaces import SearchSpace, grid_points, suggest
 
@@ -226,7 +228,7 @@ class Study:
         self.optuna, self.storage_url, self.test_ids = optuna_study, storage_url, test_ids
         self.make_executor, self.on_trial = make_executor, on_trial
         self.states = optuna.trial.TrialState
-        classification = reg.task(req.task).task_type == "classification"
+        classification = reg.task(req.task).task_type == TaskType.CLASSIFICATION
         self.metric = "accuracy" if classification else "mae"
         self.split_path = folder / "split.json"
         self.trial_ctx = ctx.with_(results_dir=folder / "trials")
@@ -247,7 +249,7 @@ class Study:
             raise BadInputError(f"--trials must be at least 1 (got {req.trials})")
         reg.model(req.model)  # an unknown name: one line with a did-you-mean
         task = reg.task(req.task)
-        direction: Literal["minimize", "maximize"] = "maximize" if task.task_type == "classification" else "minimize"
+        direction: Literal["minimize", "maximize"] = "maximize" if task.task_type == TaskType.CLASSIFICATION else "minimize"
         workspace = Workspace(reg, ctx)
         base = _single_job(reg, ctx, req.grid(), workspace)
         study_id = digest({"job": {k: v for k, v in base.to_dict().items() if k != "params"},

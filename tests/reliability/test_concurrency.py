@@ -17,9 +17,9 @@ import subprocess
 import sys
 import time
 
-from crystalbench.harness.job import Job
-from crystalbench.harness.record import ResultRecord
-from crystalbench.harness.results import ResultStore
+from crystalbench.contract.job import Job
+from crystalbench.contract.record import ResultRecord
+from crystalbench.runtime.results import ResultStore
 
 
 def test_two_concurrent_runs_compute_each_job_exactly_once(bench, tmp_path):

@@ -28,7 +28,7 @@ from collections import Counter
 
 import psutil
 
-from crystalbench.harness.record import ResultRecord
+from crystalbench.contract.record import ResultRecord
 
 N_JOBS = 12
 KILLS = 10

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from crystalbench.harness.record import ResultRecord
+from crystalbench.contract.record import ResultRecord
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ import json
 
 import pytest
 
-from crystalbench.harness.errors import BadInputError
-from crystalbench.harness.job import Job
-from crystalbench.harness.record import ResultRecord
+from crystalbench.contract.errors import BadInputError
+from crystalbench.contract.job import Job
+from crystalbench.contract.record import ResultRecord
 
 
 def test_model_calling_sys_exit_is_a_failed_record_and_the_grid_goes_on(bench, tmp_path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from crystalbench.harness.record import ResultRecord
+from crystalbench.contract.record import ResultRecord
 
 
 def test_nan_regression_predictions_are_a_failed_record(bench, tmp_path):

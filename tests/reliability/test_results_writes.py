@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from crystalbench.harness.record import ResultRecord
+from crystalbench.contract.record import ResultRecord
 
 SLEEPY = ("run", "-m", "sleepy", "-t", "toy_cubic", "--json", "--no-progress")
 
@@ -130,7 +130,7 @@ def test_results_dir_that_is_a_file_is_one_error(bench, tmp_path):
 
 DISK_FULL_MAIN = """
 import errno, sys
-import crystalbench.harness.results as results
+import crystalbench.runtime.results as results
 
 def disk_full(path, data, **kw):
     raise OSError(errno.ENOSPC, "No space left on device", str(path))
@@ -170,16 +170,16 @@ def test_non_json_fit_info_still_gives_a_valid_record(sleepy_results):
 
 def test_prepare_leaves_no_probe_or_temp_file(tmp_path):
     """`ResultStore.prepare` on a usable dir leaves no probe or temp file."""
-    from crystalbench.harness.results import ResultStore
+    from crystalbench.runtime.results import ResultStore
 
     ResultStore(tmp_path / "r").prepare()
     assert os.listdir(tmp_path / "r") == []
 
 
 def _in_process_grid(tmp_path):
-    from crystalbench.harness.context import RunContext
-    from crystalbench.harness.registry import load_registry
-    from crystalbench.harness.runner import GridRequest
+    from crystalbench.contract.context import RunContext
+    from crystalbench.runtime.registry import load_registry
+    from crystalbench.runtime.runner import GridRequest
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
     try:
@@ -194,7 +194,7 @@ def _in_process_grid(tmp_path):
 def _failing_writes(monkeypatch, n_failures: int) -> list[Path]:
     import errno
 
-    import crystalbench.harness.results as results
+    import crystalbench.runtime.results as results
 
     real, calls = results.atomic_write, []
 
@@ -209,7 +209,7 @@ def _failing_writes(monkeypatch, n_failures: int) -> list[Path]:
 
 
 def test_disk_full_in_process_keeps_every_computed_record(monkeypatch, tmp_path):
-    from crystalbench.harness.runner import run_grid
+    from crystalbench.runtime.runner import run_grid
 
     reg, ctx, req = _in_process_grid(tmp_path)
     _failing_writes(monkeypatch, n_failures=10**6)
@@ -223,12 +223,12 @@ def test_disk_full_in_process_keeps_every_computed_record(monkeypatch, tmp_path)
 
 
 def test_a_transient_write_failure_is_retried(monkeypatch, tmp_path):
-    from crystalbench.harness.runner import run_grid
+    from crystalbench.runtime.runner import run_grid
 
     reg, ctx, req = _in_process_grid(tmp_path)
     calls = _failing_writes(monkeypatch, n_failures=1)
     summary = run_grid(reg, ctx, req)
     assert summary.ok and summary.unsaved == [] and len(calls) == 3
-    from crystalbench.harness.results import ResultStore
+    from crystalbench.runtime.results import ResultStore
 
     assert len(list(ResultStore(ctx.results_dir).records())) == 2

@@ -23,8 +23,7 @@ from `model.py`). Importing this package never imports torch or alignn.
 
 from __future__ import annotations
 
-from crystalbench import ModelSpec, hookimpl
-from crystalbench.gnn.params import POOLINGS
+from crystalbench import ModelSpec, hookimpl, pooling_choices
 
 from .model import AlignnModel, make_alignn, make_de_alignn
 from .params import AlignnParams, DeAlignnParams
@@ -45,7 +44,7 @@ def bench_models() -> list[ModelSpec]:
             inputs=(),
             needs="structure",
             accepts_features=True,
-            poolings=POOLINGS,
+            poolings=pooling_choices(AlignnParams),
             classification=True,
             reference=REFERENCE,
         ),
@@ -58,7 +57,7 @@ def bench_models() -> list[ModelSpec]:
             needs="structure",
             accepts_features=True,
             descriptors="gong29",
-            poolings=POOLINGS,
+            poolings=pooling_choices(DeAlignnParams),
             default_pooling="mean",  # eq. 14: descriptors + mean-pooled embedding (see ModelSpec)
             classification=True,
             reference="Gong et al. 2023 (hybrid, eq. 14); " + REFERENCE,

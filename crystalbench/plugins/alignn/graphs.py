@@ -40,9 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from crystalbench import BadInputError, Dataset
+from crystalbench import BadInputError, Dataset, Store
 from crystalbench.gnn.graphs import GraphKind, GraphStats, GraphStore
-from crystalbench.harness.store import Store
 
 __all__ = [
     "GRAPH_FORMAT_VERSION",

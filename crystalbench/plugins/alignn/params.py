@@ -9,8 +9,8 @@ imports nothing from `model.py`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
+from crystalbench import Pooling
 from crystalbench.gnn.params import Optimizer, Scheduler, TrainingParams, check_positive, param
 
 from .graphs import AlignnGraphParams
@@ -47,7 +47,7 @@ class AlignnParams(TrainingParams):
     embedding_features: int = param(64, "size of the RBF embeddings; ALIGNNConfig.embedding_features")
     hidden_features: int = param(256, "hidden size of atom/bond features; ALIGNNConfig.hidden_features")
     fc_layers: int = param(0, "hidden layers of the output head (ALIGNN: a single linear layer)")
-    pooling: Literal["mean", "sum", "atom-sum"] = param(
+    pooling: Pooling = param(
         "mean",
         "readout: mean of atoms (intensive targets), sum of atoms, or atom-sum: output head per atom, "
         "then summed (extensive, paper eq. 13)",

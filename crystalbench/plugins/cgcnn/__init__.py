@@ -27,8 +27,7 @@ package never imports torch.
 
 from __future__ import annotations
 
-from crystalbench import ModelSpec, hookimpl
-from crystalbench.gnn.params import POOLINGS
+from crystalbench import ModelSpec, hookimpl, pooling_choices
 
 from .model import CGCNNModel, make_cgcnn, make_de_cgcnn
 from .params import CGCNNParams
@@ -51,7 +50,7 @@ def bench_models() -> list[ModelSpec]:
             needs="structure",
             accepts_features=True,
             descriptors=None,
-            poolings=POOLINGS,
+            poolings=pooling_choices(CGCNNParams),
             classification=True,
             needs_validation=True,
             reference=REFERENCE_CGCNN,
@@ -65,7 +64,7 @@ def bench_models() -> list[ModelSpec]:
             needs="structure",
             accepts_features=True,
             descriptors="gong29",
-            poolings=POOLINGS,
+            poolings=pooling_choices(CGCNNParams),
             default_pooling="mean",  # eq. 14: descriptors + mean-pooled embedding (see ModelSpec)
             classification=True,
             needs_validation=True,

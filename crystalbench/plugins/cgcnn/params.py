@@ -9,8 +9,8 @@ with its source (docs/recipes.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
+from crystalbench import Pooling
 from crystalbench.gnn.params import BatchNormTrainingParams, Optimizer, Scheduler, check_positive, param
 
 __all__ = ["CGCNNParams"]
@@ -26,7 +26,7 @@ class CGCNNParams(BatchNormTrainingParams):
     h_fea_len: int = param(128, "hidden size of the output network (paper search space 64/128)")
     n_h: int = param(1, "hidden layers of the output network (paper search space 1/2/3)")
     dropout: float = param(0.0, "dropout after each hidden layer of the output network")
-    pooling: Literal["mean", "sum", "atom-sum"] = param(
+    pooling: Pooling = param(
         "mean",
         "readout: mean of atoms (intensive targets), sum of atoms, or atom-sum: output network per atom, "
         "then summed (extensive, paper eq. 13)",

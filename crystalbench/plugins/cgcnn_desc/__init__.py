@@ -26,7 +26,7 @@ imports nothing from `model.py`). Importing this package never imports torch.
 
 from __future__ import annotations
 
-from crystalbench import ModelSpec, hookimpl
+from crystalbench import ModelSpec, hookimpl, pooling_choices
 
 from .model import CGCNNDescModel, make_cgcnn_desc
 from .params import CGCNNDescParams
@@ -53,7 +53,7 @@ def bench_models() -> list[ModelSpec]:
             needs="structure",
             accepts_features=True,
             descriptors="gong29",
-            poolings=("mean", "sum"),
+            poolings=pooling_choices(CGCNNDescParams),
             default_pooling="mean",  # Table S1: every GNN uses average pooling
             classification=True,
             needs_validation=True,

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crystalbench import Dataset, ModelContext
+from crystalbench import Dataset, ModelContext, observing_epochs
 from crystalbench.gnn.torch_model import TorchModel
-from crystalbench.harness.telemetry import observing_epochs
 from crystalbench.plugins.cgcnn.model import CGCNNModel
 
 from .params import CGCNNDescParams

@@ -1,7 +1,7 @@
 """Test plugin: a third-party suite (models and tasks of another plugin, the toolkit)."""
 
 from crystalbench import hookimpl
-from crystalbench.harness.specs import SuiteEntry, SuiteSpec
+from crystalbench.contract.specs import SuiteEntry, SuiteSpec
 
 
 @hookimpl
