@@ -13,16 +13,12 @@ tests never reach the network.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
+from helpers import PLUGINS_DIR, bench_argv, env_with_site, pip_install_plugins
 
 
 class Bench:
@@ -32,7 +28,7 @@ class Bench:
         self.env = env
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "crystalbench.cli", *map(str, args)]
+        return bench_argv(*args)
 
     def environ(self, **extra: str) -> dict[str, str]:
         env = dict(self.env)
@@ -101,18 +97,7 @@ class Bench:
 
 @pytest.fixture(scope="session")
 def bench(tmp_path_factory) -> Bench:
-    target = tmp_path_factory.mktemp("site")
-    # Build from a copy: setuptools writes *.egg-info beside the sources, which would otherwise
-    # register the test plugins for every later in-process test.
-    src = tmp_path_factory.mktemp("src") / "testplugins"
-    shutil.copytree(REPO / "tests" / "plugins", src, ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__"))
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(target), str(src)],
-        check=True, capture_output=True, text=True,
-    )
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(target), env.get("PYTHONPATH", "")) if p)
+    env = env_with_site(pip_install_plugins(tmp_path_factory, PLUGINS_DIR))
     env["CRYSTALBENCH_DISABLE_PLUGINS"] = "cbtest_broken_import,cbtest_broken_hook"
     env["CRYSTALBENCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("bench-cache"))
     env["CRYSTALBENCH_THREADS"] = "1"

@@ -177,15 +177,11 @@ def test_prepare_leaves_no_probe_or_temp_file(tmp_path):
 
 
 def _in_process_grid(tmp_path):
+    from cbtest_plugins import toolkit
+
     from crystalbench.contract.context import RunContext
     from crystalbench.runtime.registry import load_registry
     from crystalbench.runtime.runner import GridRequest
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
-    try:
-        from cbtest_plugins import toolkit
-    finally:
-        sys.path.pop(0)
     reg = load_registry(extra_plugins=[("cbtest_toolkit", toolkit)])
     ctx = RunContext(results_dir=tmp_path / "r", data_dir=tmp_path, cache_dir=tmp_path / "cache", progress=False)
     return reg, ctx, GridRequest(models=["dummy"], tasks=["toy_cubic"], seeds=[0, 1])

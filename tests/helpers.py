@@ -1,0 +1,78 @@
+"""Plain helpers shared by the test modules (fixtures live in tests/conftest.py).
+
+tests/conftest.py puts tests/ and tests/plugins on sys.path, so a test module
+imports these as `from helpers import REPO_ROOT, bench_invoke, ...` and the test
+plugin package as `from cbtest_plugins import toolkit`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+PLUGINS_DIR = TESTS_DIR / "plugins"  # the test plugin distribution (package cbtest_plugins)
+TEST_DATA_DIR = TESTS_DIR / "data"  # small reference tables checked into the repo
+EXAMPLE_PLUGIN_DIR = REPO_ROOT / "examples" / "crystalbench-example"  # the README's plugin
+
+
+def pip_install_plugins(tmp_path_factory, *sources: Path) -> Path:
+    """pip-install the plugin distributions at `sources` (offline, no deps) into a fresh target dir; return it.
+
+    Installs from copies: setuptools writes *.egg-info next to the sources, which would
+    otherwise register the test plugins for every later in-process test.
+    """
+    target = tmp_path_factory.mktemp("site")
+    src = tmp_path_factory.mktemp("src")
+    copies = []
+    for i, path in enumerate(sources):
+        dest = src / f"{i}-{Path(path).name}"
+        shutil.copytree(path, dest, ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__"))
+        copies.append(str(dest))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+         "--target", str(target), *copies],
+        check=True, capture_output=True, text=True,
+    )
+    return target
+
+
+def env_with_site(site: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """A copy of `base` (default os.environ) with `site` first on PYTHONPATH, as a user's `pip install` would."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def bench_argv(*args) -> list[str]:
+    """The command line of `bench ARGS` run as a subprocess of this interpreter."""
+    return [sys.executable, "-m", "crystalbench.cli", *map(str, args)]
+
+
+def bench_process(*args, env: dict[str, str] | None = None, cwd=None, check: int | None = None,
+                  timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run `bench ARGS` in a subprocess; with `check`, assert that exit code (the report shows both streams)."""
+    p = subprocess.run(bench_argv(*args), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if check is not None:
+        assert p.returncode == check, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+    return p
+
+
+def bench_invoke(*args: str, env: dict[str, str] | None = None, catch_exceptions: bool = False) -> tuple[int, str]:
+    """Run `bench ARGS` in this process (click's CliRunner); return (exit code, output).
+
+    With catch_exceptions=True an uncaught exception other than SystemExit still fails the test
+    (after the CLI's own error handling had its chance), instead of propagating raw.
+    """
+    from click.testing import CliRunner
+
+    from crystalbench.cli import cli
+
+    res = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=catch_exceptions)
+    if catch_exceptions:
+        assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), res.exception
+    return res.exit_code, res.output
