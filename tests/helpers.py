@@ -7,11 +7,15 @@ plugin package as `from cbtest_plugins import toolkit`.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+
+from crystalbench.contract.context import Reporter
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
@@ -76,3 +80,19 @@ def bench_invoke(*args: str, env: dict[str, str] | None = None, catch_exceptions
     if catch_exceptions:
         assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), res.exception
     return res.exit_code, res.output
+
+
+def recording_reporter() -> tuple[Reporter, list[str]]:
+    """A Reporter whose messages land in a list, as the CLI prints them ("warning: ..."/"note: ...")."""
+    logger = logging.getLogger(f"crystalbench.tests.{uuid.uuid4().hex}")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    lines: list[str] = []
+
+    class _Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            prefix = "note: " if getattr(record, "note", False) else f"{record.levelname.lower()}: "
+            lines.append(prefix + record.getMessage())
+
+    logger.addHandler(_Handler())
+    return Reporter(logger=logger), lines

@@ -74,7 +74,7 @@ class Progress:
     Off a TTY a line like ``train cgcnn: 40/300 epochs (13%), 12.1 s elapsed, ETA 79 s``
     is logged at most every `interval` seconds, plus one at the end (never the same line
     twice). The ETA is elapsed time per item x items left, unless an `eta` estimator is
-    given (a grid's jobs: per model, see `runner._Eta`); None from it shows no ETA.
+    given (a grid's jobs: per model, see `runtime.dispatch._Eta`); None from it shows no ETA.
     """
 
     def __init__(self, total: int | None, desc: str, *, enabled: bool, unit: str = "it", interval: float = 30.0,

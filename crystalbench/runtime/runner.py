@@ -28,7 +28,6 @@ from crystalbench.contract.job import Job
 from crystalbench.contract.record import ResultRecord
 from crystalbench.contract.specs import TaskSpec
 from crystalbench.runtime.dispatch import Dispatcher, RunSummary
-from crystalbench.runtime.dispatch import _Eta as _Eta  # re-exported: where the ETA of a grid was always found
 from crystalbench.runtime.executors.base import Executor, RunSetup
 from crystalbench.runtime.grid import SEED_MAX, GridRequest, check_config, check_seeds, epochs_note, resolve_job_params
 from crystalbench.runtime.registry import Registry

@@ -4,33 +4,15 @@ from __future__ import annotations
 
 import gzip
 import json
-import logging
-import uuid
 
 import numpy as np
 import pytest
+from helpers import recording_reporter
 from pymatgen.core import Lattice, Structure
 
-from crystalbench.contract.context import Reporter
 from crystalbench.contract.dataset import structure_key
 from crystalbench.contract.errors import BadInputError
 from crystalbench.tasks import readers as R
-
-
-def recording_reporter() -> tuple[Reporter, list[str]]:
-    """A Reporter whose messages land in a list, as the CLI prints them ("warning: ..."/"note: ...")."""
-    logger = logging.getLogger(f"crystalbench.tests.{uuid.uuid4().hex}")
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    lines: list[str] = []
-
-    class _Handler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            prefix = "note: " if getattr(record, "note", False) else f"{record.levelname.lower()}: "
-            lines.append(prefix + record.getMessage())
-
-    logger.addHandler(_Handler())
-    return Reporter(logger=logger), lines
 
 
 def nacl(a: float = 5.64) -> Structure:

@@ -365,7 +365,7 @@ def test_the_final_progress_line_is_printed_once(caplog, monkeypatch):
 
 
 def test_the_eta_is_estimated_per_model():
-    from crystalbench.runtime.runner import _Eta
+    from crystalbench.runtime.dispatch import _Eta
 
     eta = _Eta({"dummy": 3, "cgcnn": 2})
     eta.finished("dummy", 1.0)

@@ -10,33 +10,18 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
+from helpers import recording_reporter
 from pymatgen.core import Lattice, Species, Structure
 
-from crystalbench.contract.context import Reporter, RunContext
+from crystalbench.contract.context import RunContext
 from crystalbench.contract.errors import BadInputError
 from crystalbench.tasks import readers as R
 from crystalbench.tasks import user as U
-
-
-def recording_reporter() -> tuple[Reporter, list[str]]:
-    """A Reporter whose messages land in a list, as the CLI prints them ("warning: ...")."""
-    logger = logging.getLogger(f"crystalbench.tests.{uuid.uuid4().hex}")
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    lines: list[str] = []
-
-    class _Handler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(f"{record.levelname.lower()}: {record.getMessage()}")
-
-    logger.addHandler(_Handler())
-    return Reporter(logger=logger), lines
 
 
 class Planted:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import re
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import recording_reporter
 from pymatgen.core import Lattice, Structure
 
-from crystalbench.contract.context import Reporter, RunContext
+from crystalbench.contract.context import RunContext
 from crystalbench.contract.dataset import structure_key
 from crystalbench.contract.errors import BadInputError
 from crystalbench.tasks import readers as R
@@ -22,20 +21,6 @@ from crystalbench.tasks import user as U
 pytestmark = pytest.mark.usefixtures("fresh_process")
 
 
-def recording_reporter() -> tuple[Reporter, list[str]]:
-    """A Reporter whose messages land in a list, as the CLI prints them ("warning: ..."/"note: ...")."""
-    logger = logging.getLogger(f"crystalbench.tests.{uuid.uuid4().hex}")
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    lines: list[str] = []
-
-    class _Handler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            prefix = "note: " if getattr(record, "note", False) else f"{record.levelname.lower()}: "
-            lines.append(prefix + record.getMessage())
-
-    logger.addHandler(_Handler())
-    return Reporter(logger=logger), lines
 
 
 @pytest.fixture
