@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 
 from crystalbench.contract.enums import TaskType
@@ -203,6 +202,15 @@ def _left_out(summary: Summary) -> list[str]:
                 "code; the newest counts)"] if summary.superseded else []))
 
 
+def _made(summary: Summary) -> str:
+    """When the counted records were made (their own timestamps, not the build's: a rebuild of the same
+    records gives the same page, so a committed LEADERBOARD.md can be checked against a regeneration)."""
+    days = sorted({e.created[:10] for e in summary.entries if e.created})
+    if not days:
+        return ""
+    return f", made {days[0]}" if len(days) == 1 else f", made {days[0]} to {days[-1]}"
+
+
 def render_summary(summary: Summary, title: str = "crystalbench leaderboard") -> str:
     """The leaderboard page for an already collected `Summary`."""
     lines = [f"# {escape(title, 200)}", ""]
@@ -211,8 +219,8 @@ def render_summary(summary: Summary, title: str = "crystalbench leaderboard") ->
         lines.append("_No successful results yet._" + (f" ({'; '.join(left_out)}.)" if left_out else ""))
         return "\n".join(lines) + "\n"
     lines.append(
-        f"Built {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from {summary.n_ok} successful "
-        f"result(s){' (' + '; '.join(left_out) + ')' if left_out else ''}. Cells: mean ± std over folds and seeds "
+        f"Built from {summary.n_ok} successful "
+        f"result(s){' (' + '; '.join(left_out) + ')' if left_out else ''}{_made(summary)}. Cells: mean ± std over folds and seeds "
         f"(n=F×S: F folds × S seeds; no n: a single run); {STD_NOTE}. Best per row in **bold**; {LEAK_MARK} "
         f"target leak; {NOTE_MARK} records disagree (see notes). {RECIPE_NOTE}"
     )
@@ -241,13 +249,13 @@ def render_markdown(
     return render_summary(summary, title)
 
 
-def keep_hand_written(text: str, out: Path) -> str:
-    """`text` plus the hand-written part (from `HAND_WRITTEN_MARKER` on) of the existing `out`, if any."""
+def keep_hand_written(text: str, out: Path, marker_text: str = HAND_WRITTEN_MARKER) -> str:
+    """`text` plus the hand-written part (from `marker_text` on) of the existing `out`, if any."""
     try:
         old = Path(out).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return text
-    _, marker, kept = old.partition(HAND_WRITTEN_MARKER)
+    _, marker, kept = old.partition(marker_text)
     return text.rstrip("\n") + "\n\n" + marker + kept if marker else text
 
 

@@ -41,10 +41,11 @@ from .cells import (
     pins_of,
     runs_wanted,
 )
+from .deviations import THRESHOLD, is_off, reasons
 from .values import PaperValue, paper_values
 
-__all__ = ["Comparison", "PairedComparison", "Importance", "PaperReport", "compare", "build_report", "read_records",
-           "paired_comparisons", "importances"]
+__all__ = ["Comparison", "PairedComparison", "Importance", "Deviation", "PaperReport", "compare", "build_report",
+           "read_records", "paired_comparisons", "importances", "deviations"]
 
 _TOP_FEATURES = 5
 
@@ -130,12 +131,28 @@ class Importance:
     command: str
 
 
+@dataclass(frozen=True)
+class Deviation:
+    """One cell more than `deviations.THRESHOLD` off the paper, with the ways our run of it differs."""
+
+    comparison: Comparison
+    reasons: tuple[str, ...]
+
+    @property
+    def off(self) -> float:
+        """ours/paper - 1 (positive: our value is higher)."""
+        ratio = self.comparison.ratio
+        return 0.0 if ratio is None else ratio - 1.0
+
+
 @dataclass
 class PaperReport:
     rows: list[Comparison]
     paired: list[PairedComparison]
     importances: list[Importance]
     importance_available: bool
+    deviations: list[Deviation] = field(default_factory=list)
+    records: list[ResultRecord] = field(default_factory=list)  # every record read (the cells' and the others)
 
 
 # -- records ------------------------------------------------------------------------------------------------
@@ -370,10 +387,26 @@ def importances(rows: Iterable[Comparison], reg: Registry) -> tuple[list[Importa
     return out, available
 
 
+# -- cells off the paper ---------------------------------------------------------------------------------------
+
+
+def deviation_reasons(c: Comparison, reg: Registry) -> tuple[str, ...]:
+    """`deviations.reasons` for one cell, with its model and task as registered."""
+    return reasons(model=c.cell.model, section=c.cell.section, tuned=c.cell.tuned, spec=reg.models.get(c.cell.model),
+                   tspec=reg.tasks.get(c.cell.task), data_relation=c.paper.data_relation if c.paper else "",
+                   paper_value=c.paper.value if c.paper else None, iv=c.interval)
+
+
+def deviations(rows: Iterable[Comparison], reg: Registry, threshold: float = THRESHOLD) -> list[Deviation]:
+    """Every measured cell with a comparable printed value more than `threshold` off, with its reasons."""
+    return [Deviation(c, deviation_reasons(c, reg)) for c in rows if is_off(c.ratio, threshold)]
+
+
 def build_report(results_dir: Path, values: list[PaperValue] | None = None, *, registry: Registry | None = None,
                  records: list[ResultRecord] | None = None) -> PaperReport:
     """The whole report: cells, paired tests, rf importances (`records` instead of reading `results_dir`)."""
     reg = registry if registry is not None else _registry()
+    records = read_records(results_dir) if records is None else records
     rows = compare(results_dir, values, registry=reg, records=records)
     imps, available = importances(rows, reg)
-    return PaperReport(rows, paired_comparisons(rows), imps, available)
+    return PaperReport(rows, paired_comparisons(rows), imps, available, deviations(rows, reg), records)

@@ -11,12 +11,18 @@ from collections.abc import Iterable
 from typing import Any
 
 from crystalbench.contract.metrics import METRICS
+from crystalbench.contract.record import ResultRecord
 
 from ..leaderboard.stats import fmt_interval, fmt_paired
 from .cells import TUNED_SECTION
-from .compare import Comparison, Importance, PairedComparison, PaperReport
+from .compare import Comparison, Deviation, Importance, PairedComparison, PaperReport
+from .deviations import THRESHOLD, is_off
 
-__all__ = ["render_markdown", "as_rows", "as_json"]
+__all__ = ["render_markdown", "summary_markdown", "as_rows", "as_json", "SUMMARY_SECTION", "SUMMARY_MODELS"]
+
+SUMMARY_SECTION = "Table 1"
+SUMMARY_MODELS = ("rf", "cgcnn", "de-cgcnn", "alignn", "de-alignn")
+OFF_MARK = "†"
 
 _INTRO = """\
 Ours is the mean ± sample std over the cell's runs (seeds, folds) with the two-sided 95% Student t
@@ -158,6 +164,109 @@ def _importance(imps: list[Importance], available: bool) -> list[str]:
     return out + [""]
 
 
+def _span(values: Iterable[str]) -> str:
+    vals = sorted({v for v in values if v})
+    return ", ".join(vals) if vals else "unknown"
+
+
+def _records_lines(records: list[ResultRecord]) -> list[str]:
+    """Where the numbers come from: how many records, when, on what, with which code (from the records)."""
+    if not records:
+        return []
+    days = sorted(r.created[:10] for r in records if r.created)
+    runtime = [r.runtime for r in records]
+    prov = [r.provenance for r in records]
+    threads = _span(str(rt.get("torch_threads")) for rt in runtime if rt.get("torch_threads") is not None)
+    gpus = _span(str(rt.get("gpu_name")) for rt in runtime if rt.get("gpu_name"))
+    out = ["## The records", "",
+           f"{len(records)} validated record(s), made {days[0]} to {days[-1]}" if days else
+           f"{len(records)} validated record(s)",
+           f"- devices: {_esc(_span(rt.get('device', '') for rt in runtime))}"
+           + (f" ({_esc(gpus)})" if gpus != "unknown" else "") + f"; torch threads per job: {_esc(threads)}",
+           f"- torch: {_esc(_span(str(rt.get('torch_version') or '') for rt in runtime))}; "
+           f"python: {_esc(_span(str(p.get('python') or '') for p in prov))}",
+           f"- platform: {_esc(_span(str(p.get('platform') or '') for p in prov))}",
+           f"- crystalbench: {_esc(_span(str(p.get('crystalbench_version') or '') for p in prov))} at commit(s) "
+           f"{_esc(_span(str(p.get('git_commit') or '')[:12] for p in prov))}",
+           f"- seeds: {_esc(_span(str(r.seed) for r in records))}; folds: {_esc(_span(str(r.fold) for r in records))}",
+           ""]
+    return out
+
+
+def _cell_text(c: Comparison | None) -> str:
+    if c is None:
+        return ""
+    p = c.paper
+    paper = _num(p.value) if p is not None and p.value is not None else "–"
+    if c.interval is None:
+        return f"– vs {paper}"
+    iv = c.interval
+    ours = _num(iv.mean) + (f" ± {iv.std:.2g}" if iv.std is not None and iv.n > 1 else "")
+    off = OFF_MARK if is_off(c.ratio) else ""
+    return f"{ours}{off} (n={iv.n}) vs {paper}"
+
+
+def summary_markdown(report: PaperReport) -> str:
+    """Table 1 at a glance: ours vs the paper per property and model, the models without records named.
+
+    The README's paper table is this block, copied by `bench docs results`, so no number in it is typed.
+    """
+    rows = [c for c in report.rows if c.cell.section == SUMMARY_SECTION and c.cell.model in SUMMARY_MODELS
+            and not c.cell.tuned and c.cell.protocol == "paper"]
+    measured = [m for m in SUMMARY_MODELS if any(c.records for c in rows if c.cell.model == m)]
+    by_row: dict[str, dict[str, Comparison]] = {}
+    tasks: dict[str, str] = {}
+    for c in rows:
+        by_row.setdefault(c.cell.row, {})[c.cell.model] = c
+        tasks.setdefault(c.cell.row, c.cell.task)
+    head = ["property", "task", *measured, "data"]
+    counted = [r for c in rows for r in c.records]
+    runtime = [r.runtime for r in counted]
+    out = [f"MAE/MAD on the test set, ours (mean ± std over n seeds) vs the paper's {SUMMARY_SECTION}; "
+           f"{OFF_MARK}: more than {THRESHOLD:.0%} off, explained in docs/paper-results.md. GNNs: default recipe, "
+           "untuned, mean pooling, 300 epochs; the paper's 60/20/20 random split, one per seed.", "",
+           f"From {len(counted)} records in leaderboard/results: device {_esc(_span(rt.get('device', '') for rt in runtime))}, "
+           f"{_esc(_span(str(rt.get('torch_threads')) for rt in runtime))} torch thread(s) per job, "
+           f"torch {_esc(_span(str(rt.get('torch_version') or '') for rt in runtime))}, "
+           f"{_esc(_span(str(r.provenance.get('platform') or '') for r in counted))}; "
+           f"seeds {_esc(_span(str(r.seed) for r in counted))}.", "",
+           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row, cells in by_row.items():
+        if not any(cells[m].records for m in measured if m in cells):
+            continue
+        any_cell = next(iter(cells.values()))
+        relation = (any_cell.data_note.split(";")[0] if any_cell.data_note else "")
+        vals = [row, tasks[row], *(_cell_text(cells.get(m)) for m in measured), relation]
+        out.append("| " + " | ".join(_esc(v) for v in vals) + " |")
+    missing = [m for m in SUMMARY_MODELS if m not in measured]
+    unrun = sorted({r for r, cells in by_row.items() if not any(c.records for c in cells.values())})
+    if missing or unrun:
+        out.append("")
+    if missing:
+        out.append(f"Unmeasured models: {_esc(', '.join(missing))} (ALIGNN needs a GPU: "
+                   f"bench run --suite paper-table1 -m alignn -m de-alignn --device cuda).")
+    if unrun:
+        out.append(f"Unmeasured rows: {_esc(', '.join(unrun))} (see docs/paper-results.md for why and the commands).")
+    return "\n".join(out) + "\n"
+
+
+def _deviation_lines(devs: list[Deviation]) -> list[str]:
+    out = [f"## Cells more than {THRESHOLD:.0%} off the paper", "",
+           "Each such cell with the ways our run of it differs from the paper's, read from the task's data notes, "
+           "the cell's recipe and our interval (crystalbench/paper/deviations.py). They are candidate causes; "
+           "the discussion below the generated part says which ones carry each gap.", ""]
+    if not devs:
+        return out + ["None.", ""]
+    out += ["| table | row | model | ours | paper | ours/paper | why it can differ |", "|---|---|---|---|---|---|---|"]
+    for d in devs:
+        c = d.comparison
+        why = "; ".join(d.reasons) or "no known difference: see the discussion"
+        cells = [c.cell.section, c.cell.row, c.cell.display_model, fmt_interval(c.interval), _paper(c),
+                 _num(c.ratio), why]
+        out.append("| " + " | ".join(_esc(x) for x in cells) + " |")
+    return out + [""]
+
+
 def _sections(rows: Iterable[Comparison]) -> dict[str, list[Comparison]]:
     out: dict[str, list[Comparison]] = {}
     for c in rows:
@@ -170,12 +279,17 @@ def render_markdown(report: PaperReport | list[Comparison], *, include_missing: 
     if isinstance(report, list):
         report = PaperReport(report, [], [], False)
     lines = ["# Ours vs Gong et al. (2023) and Matbench v0.1", "", _INTRO]
+    lines += _records_lines(report.records)
+    if any(c.records for c in report.rows if c.cell.section == SUMMARY_SECTION):
+        lines += [f"## Summary: {SUMMARY_SECTION}", "", summary_markdown(report)]
     for name, rows in _sections(report.rows).items():
         lines += _section(name, rows, include_missing)
     if report.paired:
         lines += _paired(report.paired)
     if report.importances:
         lines += _importance(report.importances, report.importance_available)
+    if any(c.records for c in report.rows):
+        lines += _deviation_lines(report.deviations)
     rows = report.rows
     lines.append(f"{len(rows)} cells: {sum(bool(c.records) for c in rows)} with records, "
                  f"{sum(c.paper is not None and c.paper.value is not None for c in rows)} with a printed value "
@@ -209,6 +323,9 @@ def as_json(report: PaperReport) -> dict[str, Any]:
                     "n": t.test.n, "mean_first": t.test.mean_a, "mean_second": t.test.mean_b,
                     "mean_diff": t.test.mean_diff, "t_p": t.test.t_p, "wilcoxon_p": t.test.wilcoxon_p,
                     "unpaired": t.test.unpaired, "note": t.test.note} for t in report.paired],
+        "deviations": [{"table": d.comparison.cell.section, "row": d.comparison.cell.row,
+                        "model": d.comparison.cell.display_model, "ratio": d.comparison.ratio,
+                        "reasons": list(d.reasons)} for d in report.deviations],
         "feature_importance": {"available": report.importance_available,
                                "tasks": [{"task": i.task, "records": i.n, "top": i.top, "command": i.command}
                                          for i in report.importances]},
