@@ -22,6 +22,9 @@ REPO_ROOT = TESTS_DIR.parent
 PLUGINS_DIR = TESTS_DIR / "plugins"  # the test plugin distribution (package cbtest_plugins)
 TEST_DATA_DIR = TESTS_DIR / "data"  # small reference tables checked into the repo
 EXAMPLE_PLUGIN_DIR = REPO_ROOT / "examples" / "crystalbench-example"  # the README's plugin
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+# CI installs Chromium and sets this (.ci/run): there, a browser check may not skip
+BROWSER_REQUIRED = bool(os.environ.get("CRYSTALBENCH_REQUIRE_BROWSER"))
 
 
 def pip_install_plugins(tmp_path_factory, *sources: Path) -> Path:
@@ -96,3 +99,13 @@ def recording_reporter() -> tuple[Reporter, list[str]]:
 
     logger.addHandler(_Handler())
     return Reporter(logger=logger), lines
+
+
+def chromium(page: Path, profile: Path, *flags: str) -> str:
+    """Open `page` in headless Chromium with `flags` (e.g. --dump-dom, --screenshot=...); its stdout."""
+    assert CHROMIUM is not None, "CRYSTALBENCH_REQUIRE_BROWSER is set but no chromium binary is on PATH"
+    p = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        f"--user-data-dir={profile}", "--virtual-time-budget=5000", *flags, page.as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return p.stdout

@@ -394,7 +394,8 @@ def deviation_reasons(c: Comparison, reg: Registry) -> tuple[str, ...]:
     """`deviations.reasons` for one cell, with its model and task as registered."""
     return reasons(model=c.cell.model, section=c.cell.section, tuned=c.cell.tuned, spec=reg.models.get(c.cell.model),
                    tspec=reg.tasks.get(c.cell.task), data_relation=c.paper.data_relation if c.paper else "",
-                   paper_value=c.paper.value if c.paper else None, iv=c.interval)
+                   paper_value=c.paper.value if c.paper else None, iv=c.interval,
+                   paper_note=c.paper.note if c.paper else "")
 
 
 def deviations(rows: Iterable[Comparison], reg: Registry, threshold: float = THRESHOLD) -> list[Deviation]:

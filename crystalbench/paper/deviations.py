@@ -10,6 +10,8 @@ typed by hand:
 * **recipe**: the paper's Table 1/2 GNN numbers come after its Table S2/S3
   hyperparameter searches; our cell runs the model's default recipe, untuned.
   The paper does not state its random forest's settings.
+* **the paper's value**: its own note, where the transcription flags it (a MAD
+  that cannot belong to our target, a ratio that disagrees with its MAE and MAD).
 * **noise**: the paper's value lies inside our 95% interval over seeds (the gap
   is within split-to-split noise), or the cell has one run, so split noise is
   not quantified.
@@ -73,12 +75,14 @@ def _noise_reason(iv: Interval | None, paper_value: float | None) -> str | None:
 
 
 def reasons(*, model: str, section: str, tuned: bool, spec: ModelSpec | None, tspec: TaskSpec | None,
-            data_relation: str, paper_value: float | None, iv: Interval | None) -> tuple[str, ...]:
+            data_relation: str, paper_value: float | None, iv: Interval | None,
+            paper_note: str = "") -> tuple[str, ...]:
     """The factors in which our run of a cell differs from the paper's (empty: none we know of).
 
     model/section/tuned: the cell; spec/tspec: its model and task as registered;
-    data_relation: the paper value's own data note (else the task's); iv: our interval.
+    data_relation: the paper value's own data note (else the task's); iv: our interval;
+    paper_note: the transcription's note on the printed value (crystalbench/paper/values.json).
     """
     found = (_data_reason(tspec, data_relation), _recipe_reason(spec, model, section, tuned),
-             _noise_reason(iv, paper_value))
+             f"the paper's value: {paper_note}" if paper_note else None, _noise_reason(iv, paper_value))
     return tuple(r for r in found if r)

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from helpers import bench_process
+from helpers import BROWSER_REQUIRED, CHROMIUM, bench_process, chromium
 from test_leaderboard import make  # tests/ is on sys.path under pytest
 
 from crystalbench.leaderboard.collect import collect
@@ -23,7 +20,6 @@ from crystalbench.leaderboard.plots import unavailable
 from crystalbench.runtime.results import ResultStore
 
 EVIL = "<script>alert(1)</script>"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
 @pytest.fixture(scope="module")
@@ -160,17 +156,12 @@ def test_cli_html_only_keeps_markdown_untouched_and_hand_written_text(results, t
     assert md.read_text().count("My notes | kept.") == 1
 
 
-@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CRYSTALBENCH_REQUIRE_BROWSER"),
+@pytest.mark.skipif(CHROMIUM is None and not BROWSER_REQUIRED,
                     reason="no chromium/chrome binary on PATH: the headless-browser check needs one")
 def test_pages_render_in_headless_chromium(site, tmp_path):
     """Opens the pages in a real headless Chromium (required in CI: .ci/run installs it and sets the variable)."""
-    assert CHROMIUM is not None, "CRYSTALBENCH_REQUIRE_BROWSER is set but no chromium binary is on PATH"
     def dom(page: Path) -> str:
-        p = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                            f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
-                            page.as_uri()], capture_output=True, text=True, timeout=120)
-        assert p.returncode == 0, p.stderr[-2000:]
-        return p.stdout
+        return chromium(page, tmp_path / "profile", "--dump-dom")
 
     index = dom(site / "index.html")
     assert "<table" in index and "chain1d_short" in index and "<script>alert" not in index

@@ -39,6 +39,17 @@ def test_paper_data_and_an_interval_that_holds_the_paper_value(reg, tmp_path):
     assert any("random forest" in r for r in why)
 
 
+def test_the_paper_values_own_note_is_a_reason(reg, tmp_path):
+    # the paper's per-atom U MAD is 4.3 times ours: its note says the printed target is probably not ours
+    rep = _report(reg, [_rec(reg, "de-cgcnn", "phonon_u_per_atom", 0, 0.134)], tmp_path)
+    row = next(c for c in rep.rows if c.cell.section == "Table 2" and c.cell.task == "phonon_u_per_atom"
+               and c.cell.model == "de-cgcnn" and c.interval is not None)
+    why = reasons(row, reg)
+    assert any(r.startswith("the paper's value:") and "probably not ours" in r for r in why)
+    assert not any(r.startswith("the paper's value:")
+                   for r in reasons(_row(rep, "Table 1", "phonon_u", "de-cgcnn"), reg))
+
+
 def test_report_lists_each_deviation_with_its_reasons(reg, tmp_path):
     rep = _report(reg, [_rec(reg, "cgcnn", "e_fin", 0, 0.2)], tmp_path)
     text = render_markdown(rep)
