@@ -105,10 +105,8 @@ def test_pages_count_every_committed_record():
 
 
 def _matbench_models() -> set[str]:
-    models = set()
-    for path in RESULTS.glob("matbench_*/*/*.json"):
-        models.add(json.loads(path.read_text())["job"]["model"])
-    return models
+    """Models with records on a matbench_* task (records lie under <task>/<model>/)."""
+    return {p.parent.name for p in _records() if p.parent.parent.name.startswith("matbench_")}
 
 
 def _without_dates(doc: dict) -> dict:
