@@ -51,7 +51,7 @@ import functools
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
@@ -217,36 +217,6 @@ class TrainConfig(BatchNormTrainingParams):
         names = {f.name for f in fields(cls)} - {"task_type", "device"}
         kw = {f.name: getattr(params, f.name) for f in dataclasses.fields(params) if f.name in names}
         return cls(**kw, device=device or "cpu", task_type=task_type)
-
-    @classmethod
-    def from_hparams(
-        cls, hparams: Mapping[str, Any], *, task_type: str = TaskType.REGRESSION, device: str | None = None
-    ) -> TrainConfig:
-        """Pick this config's keys out of a hyperparameter dict (other keys ignored).
-
-        `device` (e.g. `ModelContext.device`) wins over ``hparams["device"]`` when it is
-        not "cpu", so ``--device cuda`` works however the caller passes it.
-        """
-        names = {f.name for f in fields(cls)} - {"task_type", "device"}
-        kw: dict[str, Any] = {k: hparams[k] for k in names if k in hparams}
-        try:
-            for k in ("epochs", "batch_size", "precise_bn_batches", "lr_milestone"):
-                if k in kw:
-                    kw[k] = int(kw[k])
-            for k in ("lr", "weight_decay", "momentum"):
-                if k in kw:
-                    kw[k] = float(kw[k])
-            for k in ("patience", "precise_bn_max_batches"):
-                if kw.get(k) is not None:
-                    kw[k] = int(kw[k])
-            if kw.get("precise_bn_tolerance") is not None:
-                kw["precise_bn_tolerance"] = float(kw["precise_bn_tolerance"])
-        except (TypeError, ValueError) as exc:
-            raise BadInputError(f"invalid training settings: {exc}") from None
-        dev = str(hparams.get("device") or "cpu")
-        if device and device != "cpu":
-            dev = device
-        return cls(**kw, device=dev, task_type=task_type)
 
 
 class TargetScaler:
@@ -638,127 +608,178 @@ def _fit(
     progress: bool,
     desc: str,
 ) -> FitResult:
-    module = build if isinstance(build, nn.Module) else build()
-    module = module.to(device)
-    classification = cfg.task_type == TaskType.CLASSIFICATION
-    scaler = None if classification else TargetScaler(y_train)
-    loss_fn: nn.Module
-    if scaler is None:
-        t_train = torch.as_tensor(y_train, dtype=torch.long)
-        loss_fn = nn.CrossEntropyLoss()
-    else:
-        t_train = torch.as_tensor(scaler.transform(y_train), dtype=torch.float32)
-        loss_fn = nn.MSELoss()
-    t_train = t_train.to(device)
-    rng = np.random.default_rng(seed)
-    n = len(train_items)
-    n_batches = max(1, math.ceil(n / cfg.batch_size))
-    optimizer, scheduler, per_step = make_optimizer(module, cfg, n_batches)
-    threads = int(torch.get_num_threads())
-    train_src = _Batches(train_items, collate, device, module)
-    val_src = _Batches(val_items, collate, device, module) if val_items is not None else None
-    sync_per_batch = _sync_per_batch(device)
-    recalibrate = cfg.precise_bn and (cfg.precise_bn_max_batches is None or n_batches <= cfg.precise_bn_max_batches)
-    schedule = _RecalibrationSchedule(cfg.precise_bn_tolerance)
-
-    val_metric = "accuracy" if classification else "mae"
-    best_val = -math.inf if classification else math.inf
-    best_state: dict[str, torch.Tensor] | None = None
-    best_epoch, since_best, stopped_early, pruned = 0, 0, False, False
-    history: list[dict[str, float]] = []
-
+    """The epoch loop: train, recalibrate BatchNorm where due, validate, stop early or when pruned."""
+    run = _Training(build, train_items, y_train, collate, cfg, device, val_items, y_val, seed, desc)
     epoch = 0
     with Progress(cfg.epochs, desc, enabled=progress, unit="epoch") as bar:
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
-            module.train()
-            order = rng.permutation(n)
-            groups = [order[b * cfg.batch_size : (b + 1) * cfg.batch_size] for b in range(n_batches)]
-            if n > 1:  # a trailing batch of one: BatchNorm cannot train on it
-                groups = [g for g in groups if len(g) >= 2]
-            order_t = torch.from_numpy(np.concatenate(groups)).to(device)
-            total = torch.zeros((), dtype=torch.float64, device=device)
-            count, start = 0, 0
-            for b, batch in enumerate(train_src.of(groups)):
-                size = len(groups[b])
-                target = t_train.index_select(0, order_t[start : start + size])
-                start += size
-                loss = loss_fn(_outputs(module(batch), cfg.task_type), target)
-                if sync_per_batch and not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"{desc}: training loss became {loss.item()} at epoch {epoch}, batch {b + 1}/{n_batches} "
-                        f"(lr={cfg.lr}); lower the learning rate (--config) or check the inputs/features for inf"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
-                optimizer.step()
-                if scheduler is not None and per_step:
-                    scheduler.step()
-                total += loss.detach().double() * size
-                count += size
-            train_loss = float(total.item()) / max(count, 1)  # one host synchronisation per epoch
-            if not math.isfinite(train_loss):
+            groups = run.batch_groups()
+            train_loss = run.train_epoch(epoch, groups)
+            run.recalibrate(epoch, groups)
+            val = run.validate(epoch)
+            run.history.append({"epoch": epoch, "train_loss": train_loss, "val": val,
+                                "seconds": time.perf_counter() - t0})
+            bar.update(1, postfix=run.postfix(train_loss, val))
+            if run.has_val and cfg.patience and run.since_best >= cfg.patience:
+                run.stopped_early = True
+                break
+            if run.has_val and report_epoch(epoch, val):  # a tuning trial the pruner stopped
+                run.pruned = True
+                break
+    return run.result(epoch)
+
+
+class _Training:
+    """One fit's state, set up once and advanced one epoch at a time by `_fit`'s loop.
+
+    Each stage of an epoch is a method, in the order the loop calls them; the
+    order of random draws (initial weights in `build`, one permutation of the
+    training set per epoch, dropout in the forward passes) is what makes a fit
+    reproducible from its seed, so the stages never reorder them.
+    """
+
+    def __init__(
+        self,
+        build: nn.Module | Callable[[], nn.Module],
+        train_items: Sequence[Any],
+        y_train: np.ndarray,
+        collate: Callable[[list[Any]], Any],
+        cfg: TrainConfig,
+        device: torch.device,
+        val_items: Sequence[Any] | None,
+        y_val: np.ndarray | None,
+        seed: int,
+        desc: str,
+    ) -> None:
+        module = build if isinstance(build, nn.Module) else build()  # first: initial weights follow the seed
+        self.module = module.to(device)
+        self.cfg, self.device, self.desc, self.y_val = cfg, device, desc, y_val
+        self.classification = cfg.task_type == TaskType.CLASSIFICATION
+        self.scaler = None if self.classification else TargetScaler(y_train)
+        self.loss_fn: nn.Module
+        if self.scaler is None:
+            t_train = torch.as_tensor(y_train, dtype=torch.long)
+            self.loss_fn = nn.CrossEntropyLoss()
+        else:
+            t_train = torch.as_tensor(self.scaler.transform(y_train), dtype=torch.float32)
+            self.loss_fn = nn.MSELoss()
+        self.t_train = t_train.to(device)
+        self.rng = np.random.default_rng(seed)
+        self.n = len(train_items)
+        self.n_batches = max(1, math.ceil(self.n / cfg.batch_size))
+        self.optimizer, self.scheduler, self.per_step = make_optimizer(self.module, cfg, self.n_batches)
+        self.threads = int(torch.get_num_threads())
+        self.train_src = _Batches(train_items, collate, device, self.module)
+        self.val_src = _Batches(val_items, collate, device, self.module) if val_items is not None else None
+        self.has_val = self.val_src is not None and y_val is not None
+        self.sync_per_batch = _sync_per_batch(device)
+        self.recalibrating = cfg.precise_bn and (
+            cfg.precise_bn_max_batches is None or self.n_batches <= cfg.precise_bn_max_batches)
+        self.schedule = _RecalibrationSchedule(cfg.precise_bn_tolerance)
+        self.val_metric = "accuracy" if self.classification else "mae"
+        self.best_val = -math.inf if self.classification else math.inf
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_epoch, self.since_best = 0, 0
+        self.stopped_early = self.pruned = False
+        self.history: list[dict[str, float]] = []
+
+    def batch_groups(self) -> list[np.ndarray]:
+        """This epoch's shuffled mini-batches as index groups (one permutation per epoch)."""
+        bs = self.cfg.batch_size
+        order = self.rng.permutation(self.n)
+        groups = [order[b * bs : (b + 1) * bs] for b in range(self.n_batches)]
+        if self.n > 1:  # a trailing batch of one: BatchNorm cannot train on it
+            groups = [g for g in groups if len(g) >= 2]
+        return groups
+
+    def train_epoch(self, epoch: int, groups: list[np.ndarray]) -> float:
+        """One pass over `groups` with an optimizer step per batch; the mean training loss."""
+        cfg, module = self.cfg, self.module
+        module.train()
+        order_t = torch.from_numpy(np.concatenate(groups)).to(self.device)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        count, start = 0, 0
+        for b, batch in enumerate(self.train_src.of(groups)):
+            size = len(groups[b])
+            target = self.t_train.index_select(0, order_t[start : start + size])
+            start += size
+            loss = self.loss_fn(_outputs(module(batch), cfg.task_type), target)
+            if self.sync_per_batch and not torch.isfinite(loss):
                 raise NonFiniteLossError(
-                    f"{desc}: training loss became {train_loss} during epoch {epoch} "
+                    f"{self.desc}: training loss became {loss.item()} at epoch {epoch}, batch {b + 1}/{self.n_batches} "
                     f"(lr={cfg.lr}); lower the learning rate (--config) or check the inputs/features for inf"
                 )
-            if scheduler is not None and not per_step:
-                scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            if self.scheduler is not None and self.per_step:
+                self.scheduler.step()
+            total += loss.detach().double() * size
+            count += size
+        train_loss = float(total.item()) / max(count, 1)  # one host synchronisation per epoch
+        if not math.isfinite(train_loss):
+            raise NonFiniteLossError(
+                f"{self.desc}: training loss became {train_loss} during epoch {epoch} "
+                f"(lr={cfg.lr}); lower the learning rate (--config) or check the inputs/features for inf"
+            )
+        if self.scheduler is not None and not self.per_step:
+            self.scheduler.step()
+        return train_loss
 
-            val = math.nan
-            # without validation only the final weights need statistics, and always get them
-            if recalibrate and (schedule.due(epoch) if val_src is not None else epoch == cfg.epochs):
-                schedule.record(epoch, _recalibrate_batchnorm(module, train_src.of(groups[: cfg.precise_bn_batches])))
-            if val_src is not None and y_val is not None:
-                raw = _run_inference(module, val_src.in_order(cfg.batch_size), cfg.task_type)
-                if not np.all(np.isfinite(raw)):
-                    raise NonFiniteLossError(f"{desc}: validation predictions became NaN/inf at epoch {epoch} (lr={cfg.lr})")
-                if scaler is None:
-                    val = float(np.mean(raw.argmax(axis=1) == y_val))
-                    improved = val > best_val
-                else:
-                    val = float(np.mean(np.abs(scaler.inverse(raw) - y_val)))
-                    improved = val < best_val
-                if improved:
-                    best_val, best_epoch, since_best = val, epoch, 0
-                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-                else:
-                    since_best += 1
-            history.append({"epoch": epoch, "train_loss": train_loss, "val": val, "seconds": time.perf_counter() - t0})
-            post = f"loss {train_loss:.4f}"
-            if val_src is not None:
-                post += f", val_{val_metric} {val:.4g}, best {best_val:.4g}@{best_epoch}"
-            bar.update(1, postfix=post)
-            if val_src is not None and cfg.patience and since_best >= cfg.patience:
-                stopped_early = True
-                break
-            if val_src is not None and report_epoch(epoch, val):  # a tuning trial the pruner stopped
-                pruned = True
-                break
+    def recalibrate(self, epoch: int, groups: list[np.ndarray]) -> None:
+        """Precise BN where due; without validation only the final weights need statistics, and always get them."""
+        if not self.recalibrating:
+            return
+        if self.schedule.due(epoch) if self.val_src is not None else epoch == self.cfg.epochs:
+            drift = _recalibrate_batchnorm(self.module, self.train_src.of(groups[: self.cfg.precise_bn_batches]))
+            self.schedule.record(epoch, drift)
 
-    if best_state is not None:
-        module.load_state_dict(best_state)
-    else:
-        best_epoch, best_val = epoch, math.nan
-    module.eval()
-    return FitResult(
-        module=module,
-        cfg=cfg,
-        target_scaler=scaler,
-        best_epoch=best_epoch,
-        best_val=best_val,
-        epochs_run=epoch,
-        stopped_early=stopped_early,
-        pruned=pruned,
-        val_metric=val_metric,
-        history=history,
-        torch_threads=threads,
-        desc=desc,
-        precise_bn=recalibrate,
-        precise_bn_passes=schedule.passes,
-    )
+    def validate(self, epoch: int) -> float:
+        """The validation MAE (task units) or accuracy, keeping the best weights so far; NaN without validation."""
+        if not self.has_val:
+            return math.nan
+        assert self.val_src is not None and self.y_val is not None
+        raw = _run_inference(self.module, self.val_src.in_order(self.cfg.batch_size), self.cfg.task_type)
+        if not np.all(np.isfinite(raw)):
+            raise NonFiniteLossError(
+                f"{self.desc}: validation predictions became NaN/inf at epoch {epoch} (lr={self.cfg.lr})")
+        if self.scaler is None:
+            val = float(np.mean(raw.argmax(axis=1) == self.y_val))
+            improved = val > self.best_val
+        else:
+            val = float(np.mean(np.abs(self.scaler.inverse(raw) - self.y_val)))
+            improved = val < self.best_val
+        if improved:
+            self.best_val, self.best_epoch, self.since_best = val, epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        else:
+            self.since_best += 1
+        return val
+
+    def postfix(self, train_loss: float, val: float) -> str:
+        """The progress line's numbers."""
+        post = f"loss {train_loss:.4f}"
+        if self.val_src is not None:
+            post += f", val_{self.val_metric} {val:.4g}, best {self.best_val:.4g}@{self.best_epoch}"
+        return post
+
+    def result(self, epoch: int) -> FitResult:
+        """The module with the best validation weights loaded (the last ones without validation)."""
+        best_epoch, best_val = self.best_epoch, self.best_val
+        if self.best_state is not None:
+            self.module.load_state_dict(self.best_state)
+        else:
+            best_epoch, best_val = epoch, math.nan
+        self.module.eval()
+        return FitResult(
+            module=self.module, cfg=self.cfg, target_scaler=self.scaler, best_epoch=best_epoch, best_val=best_val,
+            epochs_run=epoch, stopped_early=self.stopped_early, pruned=self.pruned, val_metric=self.val_metric,
+            history=self.history, torch_threads=self.threads, desc=self.desc, precise_bn=self.recalibrating,
+            precise_bn_passes=self.schedule.passes,
+        )
 
 
 def predict_torch(result: FitResult, items: Sequence[Any], collate: Callable[[list[Any]], Any]) -> np.ndarray:

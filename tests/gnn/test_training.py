@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -126,7 +127,6 @@ def test_precise_bn_only_where_an_epoch_has_few_batches(linear_data):
             np.testing.assert_allclose(means[limit], exact, atol=1e-5)
     np.testing.assert_array_equal(means[None], means[4])
     assert not np.allclose(means[3], means[4], atol=1e-3)  # plain running averages
-    assert TrainConfig.from_hparams({"precise_bn_max_batches": "7"}).precise_bn_max_batches == 7
     with pytest.raises(BadInputError, match="precise_bn_max_batches"):
         TrainConfig(precise_bn_max_batches=0)
 
@@ -158,14 +158,25 @@ def test_bad_targets_and_device_rejected(linear_data):
             fit_torch(_mlp, x[:64], y[:64], _collate, cfg=TrainConfig(epochs=1, device="cuda"))
 
 
-def test_config_from_hparams():
-    hp = {"epochs": "7", "lr": 0.01, "batch_size": 16, "patience": None, "device": "cpu", "atom_fea_len": 64}
-    cfg = TrainConfig.from_hparams(hp, task_type="classification", device="cuda:1")
-    assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.patience) == (7, 0.01, 16, None)
+def test_config_from_params():
+    """The one way a model's typed params become a training config: its recipe fields, nothing re-parsed."""
+    from crystalbench.plugins.cgcnn.params import CGCNNParams
+
+    params = CGCNNParams(epochs=7, lr=0.02, batch_size=16, patience=None)
+    cfg = TrainConfig.from_params(params, task_type="classification", device="cuda:1")
+    assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.patience) == (7, 0.02, 16, None)
     assert cfg.device == "cuda:1" and cfg.task_type == "classification"
-    assert TrainConfig.from_hparams({"device": "cuda"}, device="cpu").device == "cuda"
-    with pytest.raises(BadInputError):
-        TrainConfig.from_hparams({"epochs": 0})
+    assert cfg.precise_bn is params.precise_bn and cfg.precise_bn_batches == params.precise_bn_batches
+    assert TrainConfig.from_params(params, device="").device == "cpu"
+
+    @dataclasses.dataclass
+    class Loose:  # a params class that does not check itself: TrainConfig's rules still apply
+        epochs: int = 0
+        hidden: int = 8
+
+    with pytest.raises(BadInputError, match="epochs"):
+        TrainConfig.from_params(Loose())
+
 
 
 def _ds(n: int, feats: np.ndarray | None, names: tuple[str, ...] = ("u", "v")) -> Dataset:
