@@ -14,6 +14,7 @@ docs/architecture.md shows the layers.
 
 from crystalbench.contract.context import Progress, Reporter, RunContext
 from crystalbench.contract.dataset import Dataset, structure_key
+from crystalbench.contract.download import RemoteFile, downloads_off, fetch_file
 from crystalbench.contract.enums import PluginKind, Protocol, RecordStatus, TaskType
 from crystalbench.contract.errors import BadInputError, CrystalbenchError, DataUnavailableError
 from crystalbench.contract.features import FeatureScaler
@@ -91,6 +92,10 @@ __all__ = [
     "digest",
     "file_sha256",
     "cache_dir",
+    # a task's downloads (`TaskSpec.fetch`)
+    "RemoteFile",
+    "fetch_file",
+    "downloads_off",
     # errors
     "CrystalbenchError",
     "DataUnavailableError",

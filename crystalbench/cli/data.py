@@ -5,21 +5,18 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from crystalbench.contract import paths
 from crystalbench.contract.context import RunContext
+from crystalbench.contract.download import OFFLINE_ENV, RemoteFile, downloads_off, fetch_file
 from crystalbench.contract.errors import CrystalbenchError
 from crystalbench.contract.specs import TaskSpec
 from crystalbench.contract.store import check_output_file, output_errors, probe_writable
 
 from .listing import available
 from .main import CONTEXT, cli, make_context, registry
-
-if TYPE_CHECKING:
-    from ..tasks.sources import RemoteFile
 
 
 @cli.group(context_settings=CONTEXT)
@@ -56,40 +53,22 @@ class FetchPlan:
 def plan_fetch(spec: TaskSpec, run: RunContext) -> FetchPlan:
     """Which of a task's missing raw files can be downloaded (with their checksums) and which cannot.
 
-    Matbench tasks: the official file via matminer's URL and sha256. Built-in
-    property tasks: each missing file of `TaskSpec.files` from its pinned source
-    (`tasks.sources`). Anything else (plugin tasks, user-supplied structures such
-    as log_kappa's) gets the task's own description of what it needs.
+    The task says so itself (`TaskSpec.fetch`: a `RemoteFile` per download, a line per manual
+    step), built-in or plugin alike; a task without `fetch` (or whose `fetch` fails without its
+    data) gets its own description of what it needs.
     """
-    from ..tasks import collection, matbench, sources
-
     plan = FetchPlan(spec.name, present=available(spec, run))
     if plan.present:
         return plan
-    if spec.name in matbench.MATBENCH:
-        plan.downloads.append(matbench.remote_file(spec.name, run))
-        return plan
     try:
-        files = list(spec.files(run)) if spec.files else []
-    except Exception:  # a plugin's files() that fails without its data says nothing useful here
-        files = []
-    if spec.files is collection.collection_files:  # it lists only the files present: ask for all of them
-        files = [run.data_dir / rel for name in collection.SOURCES for rel in sources.FILES[name]]
-    for f in files:
-        if Path(f).is_file():
-            continue
-        try:
-            rel = Path(f).relative_to(run.data_dir).as_posix()
-        except ValueError:
-            plan.manual.append(f"{f}: outside the data directory; see the task's documentation")
-            continue
-        remote = sources.remote_file(run.data_dir, rel)
-        if remote is not None:
-            plan.downloads.append(remote)
+        steps = list(spec.fetch(run)) if spec.fetch is not None else []
+    except Exception as exc:  # a plugin's fetch() must not hide the other tasks' plans
+        steps = [f"{spec.name}'s fetch() failed ({type(exc).__name__}: {str(exc)[:150]})"]
+    for step in steps:
+        if isinstance(step, RemoteFile):
+            plan.downloads.append(step)
         else:
-            plan.manual.append(sources.manual_hint(rel))
-    if spec.name in sources.USER_SUPPLIED:
-        plan.manual.append(sources.USER_SUPPLIED[spec.name])
+            plan.manual.append(str(step))
     if not plan.downloads and not plan.manual:
         what = spec.description or spec.source or "no description"
         plan.manual.append(f"no download known for {spec.name}: {what} (`bench run -t {spec.name}` names what is "
@@ -135,12 +114,10 @@ def data_fetch(ctx: click.Context, tasks: tuple[str, ...], data_dir: Path | None
     are named with where to get them. Exit 0 when every task's data is present afterwards,
     1 when some still are not (manual steps or failed downloads), 2 on bad input.
     """
-    from ..tasks import settings, sources
-
     run = make_context(data_dir=data_dir)
     reg = registry(ctx, run)
     names = _expand(tasks, list(reg.tasks))
-    offline = settings.offline(run)
+    offline = downloads_off(run)
     incomplete: list[str] = []
     plans = {name: plan_fetch(reg.tasks[name], run) for name in names}
     dests = {rf.dest.parent for plan in plans.values() for rf in plan.downloads}
@@ -157,12 +134,12 @@ def data_fetch(ctx: click.Context, tasks: tuple[str, ...], data_dir: Path | None
         for rf in plan.downloads:
             if offline:
                 click.echo(f"{name}: would download {rf.url} -> {rf.dest}, but downloads are off "
-                           f"({settings.OFFLINE_ENV}=1)", err=True)
+                           f"({OFFLINE_ENV}=1)", err=True)
                 failed = True
                 continue
             try:
                 with output_errors("into the data directory:", rf.dest):
-                    fetched = sources.fetch_file(rf)
+                    fetched = fetch_file(rf)
             except CrystalbenchError as exc:
                 click.echo(f"{name}: {exc}", err=True)
                 failed = True
@@ -225,10 +202,9 @@ def featurize(ctx: click.Context, descriptors: str, task: str | None, data_path:
     if task:
         dataset = reg.task(task).load(run)
     else:
-        from ..tasks.user import load_user_dataset
-
         assert data_path is not None
-        dataset = load_user_dataset(data_path, run, target=None, structure_column=structure_column)
+        options = {"target": None, "unlabelled": True, "structure_column": structure_column}
+        dataset = reg.data_task(str(Path(data_path).absolute()), options)[0].load(run)
     with output_errors("--out", out):
         path = export_table(spec, dataset, out, run)
     click.echo(f"wrote {path} ({len(dataset)} rows x {len(spec.feature_names)} descriptors)", err=True)

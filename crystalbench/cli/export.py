@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from crystalbench.contract.enums import Protocol
 from crystalbench.contract.errors import CrystalbenchError
 from crystalbench.contract.paths import DEFAULT_RESULTS_DIR
 from crystalbench.contract.store import check_output_file, output_errors
@@ -41,7 +42,6 @@ def export_matbench(ctx: click.Context, results_dir: Path, model: str, tasks: tu
     from crystalbench.runtime.validate import OfficialSplits
 
     from ..leaderboard.matbench_export import benchmark_document, select_tasks, write_benchmark
-    from ..tasks.matbench import MATBENCH
 
     if not Path(results_dir).is_dir():
         raise CrystalbenchError(f"results directory {results_dir} does not exist")
@@ -57,7 +57,9 @@ def export_matbench(ctx: click.Context, results_dir: Path, model: str, tasks: tu
             click.echo(f"warning: skipped invalid result file {path}: {rec}", err=True)
         else:
             records.append(rec)
-    selected = select_tasks(records, model, tasks, seed, matbench_tasks=MATBENCH)
+    # the Matbench tasks are those registered with the matbench protocol as their own (the matbench plugin's)
+    matbench = [name for name, spec in reg.tasks.items() if spec.protocol == Protocol.MATBENCH]
+    selected = select_tasks(records, model, tasks, seed, matbench_tasks=matbench)
     splits = OfficialSplits(reg, run)
     for et in selected:
         for rec in et.records:

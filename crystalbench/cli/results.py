@@ -20,24 +20,25 @@ def results() -> None:
     """Inspect and check results files."""
 
 
-def _user_tasks(paths: tuple[Path, ...], structure_column: str | None, id_column: str | None) -> UserTasks | None:
-    """Rebuild the task of a `bench run --data FILE` record from FILE (matched by the task name it gets)."""
+def _user_tasks(reg: Any, paths: tuple[Path, ...], structure_column: str | None,
+                id_column: str | None) -> UserTasks | None:
+    """Rebuild the task of a `bench run --data FILE` record from FILE (matched by the task name it gets),
+    asked of the registry as `bench run` asks it (`bench_data_task`)."""
     if not paths:
         return None
-    from ..tasks.user import user_task
-
-    by_name: dict[str, Path] = {}
+    by_name: dict[str, str] = {}
     for p in paths:
         if not Path(p).exists():
             raise CrystalbenchError(f"--data {p} does not exist")
-        by_name[user_task(p, target="target").name] = Path(p)
+        path = str(Path(p).absolute())
+        by_name[reg.data_task(path, {"target": "target"})[0].name] = path
 
     def make(rec: Any) -> Any:
         path = by_name.get(rec.job.task)
         if path is None:
             return None
-        return user_task(path, target=rec.job.target, task_type=rec.task_type, structure_column=structure_column,
-                         id_column=id_column)
+        return reg.data_task(path, {"target": rec.job.target, "task_type": rec.task_type,
+                                    "structure_column": structure_column, "id_column": id_column})[0]
 
     return make
 
@@ -91,7 +92,8 @@ def validate(ctx: click.Context, results_dir: Path, official_splits: bool, truth
     report = validate_results(Path(results_dir), reg, run if needs_data else None,
                               require_official=require_official_splits, official=official_splits, truth=truth,
                               require_truth=require_truth,
-                              user_tasks=_user_tasks(data_paths, structure_column, id_column))
+                              user_tasks=_user_tasks(reg or registry(ctx, run), data_paths, structure_column,
+                                                     id_column) if data_paths else None)
     for path, problem in report.invalid:
         click.echo(f"invalid: {path}: {problem}", err=True)
     for note in report.notes:

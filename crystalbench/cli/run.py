@@ -167,7 +167,7 @@ def run(ctx: click.Context, models: tuple[str, ...], suite: str | None, tasks: t
     config = _load_config(config_path)
     chosen = executor_options(executor_flags)
     executor = make_executor(reg, run_ctx, executor_name, chosen)
-    extra, recipes = _data_task(data_path, dict(
+    extra, recipes = _data_task(reg, data_path, dict(
         target=target, structure_column=structure_column, id_column=id_column,
         task_type=TaskType.CLASSIFICATION if classification else TaskType.REGRESSION, strict=strict))
     reqs: list[GridRequest] = []
@@ -245,17 +245,16 @@ def _check_flags(reg: Any, *, models: tuple[str, ...], suite: str | None, tasks:
         reg.descriptor(descriptors)
 
 
-def _data_task(data_path: Path | None, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The `--data` task (name -> spec) and how worker processes re-create it (its spec holds closures)."""
+def _data_task(reg: Any, data_path: Path | None, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `--data` task (name -> spec), asked of the registry (`bench_data_task`), and how worker processes
+    re-create it (its spec holds closures): the same implementation called with the same arguments."""
     if data_path is None:
         return {}, {}
     from crystalbench.runtime.executors.base import TaskRecipe
 
-    from ..tasks.user import user_task
-
-    spec = user_task(data_path, **options)
-    recipe = TaskRecipe("crystalbench.tasks.user:user_task", (str(Path(data_path).absolute()),), options)
-    return {spec.name: spec}, {spec.name: recipe}
+    path = str(Path(data_path).absolute())
+    spec, factory = reg.data_task(path, options)
+    return {spec.name: spec}, {spec.name: TaskRecipe(factory, (path, options))}
 
 
 def _emitter(run_ctx: Any, as_json: bool) -> Any:

@@ -15,11 +15,13 @@ rest of the harness keeps working.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from crystalbench.contract.context import RunContext
     from crystalbench.contract.record import ResultRecord
     from crystalbench.contract.specs import DescriptorSpec, ExecutorSpec, ModelSpec, SuiteSpec, TaskSpec
@@ -64,6 +66,22 @@ def bench_tasks(ctx: RunContext) -> list[TaskSpec]:
     lazily, only when a task is run, so listing tasks never parses data.
     Raise `DataUnavailableError` from `load` when the data is missing, saying
     how to obtain it. Names must match `crystalbench.NAME_PATTERN`.
+    """
+
+
+@hookspec
+def bench_data_task(path: str, options: Mapping[str, Any]) -> TaskSpec | None:
+    """Return a `TaskSpec` for a user's own data file or folder, or None when this plugin does not read it.
+
+    Called by `bench run --data PATH`, `bench featurize --data PATH` and `bench results
+    validate --data PATH`, with PATH absolute and `options` the command's reading
+    options: ``target`` (the column; None with ``unlabelled=True``: featurizing, no
+    labels read), ``structure_column``, ``id_column``, ``task_type`` ("regression" or
+    "classification") and ``strict`` (fail on the first bad row). The first plugin
+    that returns a spec wins, plugins installed later first, so a plugin can read a
+    format the built-in ``usertasks`` plugin does not. A worker process re-creates
+    the task by calling the same implementation with the same arguments (its spec
+    holds closures that cannot be pickled), so it must be a module-level function.
     """
 
 

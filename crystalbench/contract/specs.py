@@ -19,6 +19,7 @@ from crystalbench.contract.enums import TaskType
 
 if TYPE_CHECKING:  # only for annotations: specs must not import the runtime modules
     from crystalbench.contract.context import RunContext
+    from crystalbench.contract.download import RemoteFile
 
 __all__ = [
     "Model",
@@ -219,6 +220,11 @@ class TaskSpec:
     files: `files(ctx) -> list[Path]` of raw files: checksummed into the job
         identity (a changed file is a new job) and provenance. A task without
         `files` is loaded to compute its content hash before resuming.
+    fetch: `fetch(ctx) -> list[RemoteFile | str]`, how the missing data is obtained:
+        a `RemoteFile` (destination, https URL, sha256) for each file `bench data
+        fetch` can download, checksum-verified, and one line of text for each step
+        a person has to do. Called only when the data is not available. None: `bench
+        data` points to the task's description.
     source / license / description: shown by `bench list tasks`.
     group: family name used by suites and listings ("chains", "descriptors", ...).
     source_short: a few words naming where the data comes from (the `source`
@@ -249,6 +255,7 @@ class TaskSpec:
     size: int | None = None
     available: Callable[[RunContext], bool] | None = None
     files: Callable[[RunContext], Sequence[Path]] | None = None
+    fetch: Callable[[RunContext], Sequence[RemoteFile | str]] | None = None
     source: str = ""
     license: str = ""
     description: str = ""

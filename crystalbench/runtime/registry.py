@@ -14,7 +14,7 @@ import hashlib
 import importlib.util
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
@@ -24,7 +24,7 @@ import pluggy
 
 from crystalbench.contract import hookspecs
 from crystalbench.contract.enums import PluginKind, Protocol, TaskType
-from crystalbench.contract.errors import UnknownNameError
+from crystalbench.contract.errors import BadInputError, UnknownNameError
 from crystalbench.contract.specs import (
     NAME_PATTERN,
     DescriptorSpec,
@@ -52,7 +52,7 @@ _KINDS: dict[PluginKind, type] = {
     PluginKind.EXECUTOR: ExecutorSpec,
     PluginKind.SUITE: SuiteSpec,
 }
-HOOKS = (*(kind.hook for kind in _KINDS), "bench_run_finished")
+HOOKS = (*(kind.hook for kind in _KINDS), "bench_data_task", "bench_run_finished")
 
 
 @dataclass
@@ -86,6 +86,22 @@ class Registry:
 
     def task(self, name: str) -> TaskSpec:
         return self.tasks[_resolve(name, self.tasks, "task")]
+
+    def data_task(self, path: str, options: Mapping[str, Any]) -> tuple[TaskSpec, str]:
+        """The task of a user's data file (`bench_data_task`) and the implementation that made it, as
+        ``"module:function"``: how a worker process makes the same task again (`TaskRecipe`)."""
+        if self.pm is not None:
+            for impl in reversed(self.pm.hook.bench_data_task.get_hookimpls()):  # pluggy's call order
+                spec = impl.function(path, dict(options))
+                if spec is None:
+                    continue
+                if not isinstance(spec, TaskSpec):
+                    raise BadInputError(f"--data {path}: plugin {impl.plugin_name!r} returned a "
+                                        f"{type(spec).__name__}, not a TaskSpec")
+                fn = impl.function
+                return spec, f"{fn.__module__}:{fn.__qualname__}"
+        raise BadInputError(f"--data {path}: no installed plugin reads this file (the built-in `usertasks` "
+                            "plugin reads CSV/TSV, JSON, extended XYZ and id_prop.csv folders; see `bench plugins`)")
 
     def descriptor(self, name: str) -> DescriptorSpec:
         return self.descriptors[_resolve(name, self.descriptors, "descriptor set")]

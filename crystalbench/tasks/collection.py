@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crystalbench import BadInputError, DataUnavailableError
+from crystalbench import BadInputError, DataUnavailableError, RemoteFile
 
 from . import settings
 from . import sources as S
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
     from crystalbench import RunContext
 
-__all__ = ["SOURCES", "Collection", "load_collection", "collection_files", "collection_available"]
+__all__ = ["SOURCES", "Collection", "load_collection", "collection_files", "collection_fetch", "collection_available"]
 
 CACHE_VERSION = "2"
 # source tables (`sources.SOURCES`) in priority order: the first source holding an mp-id provides its structure
@@ -89,6 +89,12 @@ def collection_files(ctx: RunContext) -> list[Path]:
             return sorted(x for x in override.iterdir() if x.is_file())
         return [override]
     return [ctx.data_dir / rel for name in SOURCES for rel in S.FILES[name] if (ctx.data_dir / rel).is_file()]
+
+
+def collection_fetch(ctx: RunContext) -> list[RemoteFile | str]:
+    """`TaskSpec.fetch` of the tasks on the collection: every raw file of its sources (`collection_files`
+    lists only those present, so all are asked for here)."""
+    return S.fetch_steps(ctx, [ctx.data_dir / rel for name in SOURCES for rel in S.FILES[name]])
 
 
 def collection_available(ctx: RunContext) -> bool:

@@ -76,7 +76,7 @@ from crystalbench import Dataset, DataUnavailableError, RunContext, TaskSpec, Ta
 from crystalbench.descriptors.gong29 import CRYS_SYS_LABELS, FEATURES, GONG29, SPACE_GROUP, SPACEGROUP
 
 from . import settings
-from .collection import collection_available, collection_files, load_collection
+from .collection import collection_available, collection_fetch, collection_files, load_collection
 from .readers import cache_write, files_digest, process_memo
 
 if TYPE_CHECKING:
@@ -311,6 +311,7 @@ def _spec(target: str) -> TaskSpec:
         size=COLLECTION_SIZE - UNDEFINED.get(target, 0),
         available=collection_available,
         files=collection_files,
+        fetch=collection_fetch,
         source="Materials Project structures in the shared data (matminer, matcalc, trachote datasets); "
         "target = gong29/spacegroup descriptor",
         license="CC BY 4.0 (Materials Project data)",

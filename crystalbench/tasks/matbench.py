@@ -30,11 +30,19 @@ from typing import Any, Literal
 
 import numpy as np
 
-from crystalbench import BadInputError, Dataset, DataUnavailableError, RunContext, TaskSpec, TaskType, hookimpl
+from crystalbench import (
+    BadInputError,
+    Dataset,
+    DataUnavailableError,
+    RemoteFile,
+    RunContext,
+    TaskSpec,
+    TaskType,
+    hookimpl,
+)
 
 from . import settings
 from .readers import RowError, file_digest, no_gc, parse_composition, parse_structure, process_memo, read_json_table
-from .sources import RemoteFile
 
 __all__ = [
     "MATBENCH", "matbench_ids", "matbench_tasks", "local_file", "load_matbench", "remote_file", "bench_tasks",
@@ -248,6 +256,7 @@ def _spec(name: str) -> TaskSpec:
         size=n,
         available=lambda ctx: local_file(name, ctx) is not None,
         files=files,
+        fetch=lambda ctx: [remote_file(name, ctx)],
         source=f"{source}; Matbench v0.1 (Dunn et al., npj Comput. Mater. 6, 138 (2020))",
         license=_MB_LICENSE + "data: " + lic,
         description=f"Matbench v0.1 {name} ({'composition only' if kind == 'composition' else 'structures'}, {ttype}).",

@@ -36,7 +36,7 @@ __all__ = [
     "extra_task_dirs",
 ]
 
-OFFLINE_ENV = "CRYSTALBENCH_OFFLINE"
+OFFLINE_ENV = "CRYSTALBENCH_OFFLINE"  # read by `crystalbench.downloads_off`
 MATMINER_DATA_ENV = "MATMINER_DATA"
 COLLECTION_ENV = "CRYSTALBENCH_LEARNABILITY_STRUCTURES"
 TASKS_ENV = "CRYSTALBENCH_TASKS_DIR"
@@ -57,8 +57,10 @@ def _path(ctx: RunContext, key: str, env: str) -> Path | None:
 
 
 def offline(ctx: RunContext) -> bool:
-    """True when downloads are off."""
-    return _value(ctx, "offline", OFFLINE_ENV).lower() in _TRUE
+    """True when downloads are off (`crystalbench.downloads_off`: the harness's one rule)."""
+    from crystalbench import downloads_off
+
+    return downloads_off(ctx)
 
 
 def matminer_data(ctx: RunContext) -> Path | None:

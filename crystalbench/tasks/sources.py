@@ -24,7 +24,6 @@ each); a warm load of a 7.8k-structure task takes ~1.5 s.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
 from collections import Counter
@@ -35,13 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crystalbench import DataUnavailableError
+from crystalbench import DataUnavailableError, RemoteFile
 
 from .readers import (
     LOADER_VERSION,
     RowError,
     cache_write,
-    file_digest,
     files_digest,
     no_gc,
     parse_literal,
@@ -70,15 +68,12 @@ __all__ = [
     "gong_labels",
     "mp_labels",
     "mp_structures",
-    "RemoteFile",
-    "Downloader",
     "GITHUB_FILES",
     "MANUAL",
     "USER_SUPPLIED",
     "remote_file",
     "manual_hint",
-    "fetch_file",
-    "http_download",
+    "fetch_steps",
 ]
 
 # Raw files of each source, relative to the data directory.
@@ -648,34 +643,6 @@ USER_SUPPLIED: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class RemoteFile:
-    """A raw file that can be downloaded: where it goes, where it comes from, the sha256 it must have."""
-
-    dest: Path
-    url: str
-    sha256: str
-    note: str = ""
-
-
-Downloader = Callable[[str], bytes]
-
-
-def http_download(url: str) -> bytes:
-    """The real downloader (tests replace it): the whole body of an HTTPS GET."""
-    import urllib.request
-
-    if not url.startswith("https://"):
-        raise DataUnavailableError(f"refusing to download {url}: not an https URL")
-    with urllib.request.urlopen(url, timeout=120) as resp:  # noqa: S310 (https only, checked above)
-        return bytes(resp.read())
-
-
-def sha256_file(path: Path) -> str:
-    """sha256 of a file: the harness's one file hash (`file_digest`), memoised per process."""
-    return file_digest(path)
-
-
 def remote_file(data_dir: Path, relpath: str) -> RemoteFile | None:
     """The download of one raw file of `FILES`, or None when it has to be obtained by hand."""
     entry = GITHUB_FILES.get(relpath)
@@ -694,25 +661,20 @@ def manual_hint(relpath: str) -> str:
     return f"{relpath}: no download known; see docs/data.md and the folder's PROVENANCE.md for its origin"
 
 
-def fetch_file(rf: RemoteFile, download: Downloader | None = None) -> bool:
-    """Download `rf` into place atomically after checking its sha256; False when it was already there.
-
-    A file that is present with the wrong checksum is replaced; a download with the wrong
-    checksum writes nothing and raises DataUnavailableError.
-    """
-    from crystalbench import atomic_write
-
-    if rf.dest.is_file() and sha256_file(rf.dest) == rf.sha256:
-        return False
-    try:
-        payload = (download or http_download)(rf.url)
-    except DataUnavailableError:
-        raise
-    except Exception as exc:  # network, HTTP, TLS: all mean "not downloadable from here now"
-        raise DataUnavailableError(f"download of {rf.url} failed: {type(exc).__name__}: {str(exc)[:200]}") from None
-    got = hashlib.sha256(payload).hexdigest()
-    if got != rf.sha256:
-        raise DataUnavailableError(
-            f"{rf.url}: sha256 {got} is not the expected {rf.sha256}; nothing written to {rf.dest}")
-    atomic_write(rf.dest, payload)
-    return True
+def fetch_steps(ctx: RunContext, files: Sequence[Path], task: str = "") -> list[RemoteFile | str]:
+    """A built-in task's `TaskSpec.fetch`: for each of `files` not present, its pinned download
+    (`GITHUB_FILES`) or where to get it by hand (`MANUAL`), plus what the user adds by hand
+    (`USER_SUPPLIED`, by task name)."""
+    steps: list[RemoteFile | str] = []
+    for f in files:
+        if Path(f).is_file():
+            continue
+        try:
+            rel = Path(f).relative_to(ctx.data_dir).as_posix()
+        except ValueError:
+            steps.append(f"{f}: outside the data directory; see the task's documentation")
+            continue
+        steps.append(remote_file(ctx.data_dir, rel) or manual_hint(rel))
+    if task in USER_SUPPLIED:
+        steps.append(USER_SUPPLIED[task])
+    return steps

@@ -1,7 +1,8 @@
 """Users' own data as benchmark tasks, without writing code.
 
-`bench run -m MODEL --data PATH --target COLUMN` calls `user_task`, and
-`bench featurize --data PATH` calls `load_user_dataset`. Supported inputs
+`bench run -m MODEL --data PATH --target COLUMN`, `bench featurize --data PATH`
+and `bench results validate --data PATH` ask the registry for the file's task
+(the `bench_data_task` hook, implemented here by `user_task`). Supported inputs
 (gzip-compressed variants too), all read by `readers.read_table`, the reader
 the built-in sources use:
 
@@ -90,7 +91,9 @@ from .readers import (
     table_format,
 )
 
-__all__ = ["load_user_dataset", "user_task", "tasks_from_toml", "task_dirs", "bench_tasks", "TASKS_ENV"]
+__all__ = [
+    "load_user_dataset", "user_task", "tasks_from_toml", "task_dirs", "bench_tasks", "bench_data_task", "TASKS_ENV",
+]
 
 TASKS_ENV = settings.TASKS_ENV
 TASK_VERSION = "1"
@@ -639,17 +642,22 @@ def user_task(
     description: str = "",
     source: str = "",
     license: str = "",
+    unlabelled: bool = False,
 ) -> TaskSpec:
     """A TaskSpec benchmarking a user's file (what `bench run --data PATH --target COL` runs).
 
     Loading is lazy (TaskSpec.load), so bad paths surface as BadInputError when
     the job runs. For an id_prop.csv directory `target` only names the values
-    (None uses "target"); for tables it is the target column and is required.
+    (None uses "target"); for tables it is the target column and is required,
+    unless `unlabelled` (featurizing: no target is read, every target is NaN).
     """
     p = Path(path).expanduser()
+    col = target
     if target is None:
         if p.is_dir():
-            target = "target"
+            target = col = "target"
+        elif unlabelled:
+            target = "none"
         else:
             raise BadInputError(f"{p}: pass --target COLUMN to benchmark this file")
     ttype = _task_type(task_type)
@@ -664,7 +672,6 @@ def user_task(
     bad_keys = set(sfiles) - {"train", "val", "test"}
     if bad_keys:
         raise BadInputError(f"task {task_name}: split files must be train/val/test, not {sorted(bad_keys)}")
-    col = target
 
     def load_as(ctx: RunContext, quiet: bool) -> Dataset:
         return load_user_dataset(p, ctx, target=col, structure_column=structure_column, id_column=id_column,
@@ -835,6 +842,19 @@ def task_dirs(ctx: RunContext) -> list[Path]:
         if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
             out.append(d)
     return out
+
+
+_DATA_OPTIONS = ("target", "structure_column", "id_column", "task_type", "strict", "unlabelled")
+
+
+@hookimpl
+def bench_data_task(path: str, options: dict[str, Any]) -> TaskSpec:
+    """`--data PATH` of `bench run`, `bench featurize` and `bench results validate`: `user_task` with
+    the command's reading options (this plugin reads every format it supports, so it never returns None)."""
+    unknown = sorted(set(options) - set(_DATA_OPTIONS))
+    if unknown:
+        raise BadInputError(f"--data {path}: unknown reading option(s) {', '.join(unknown)}")
+    return user_task(path, **{"target": None, **options})
 
 
 @hookimpl

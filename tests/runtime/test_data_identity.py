@@ -19,7 +19,7 @@ from crystalbench.runtime import splits, stages
 from crystalbench.runtime.registry import load_registry
 from crystalbench.runtime.runner import GridRequest, run_grid
 from crystalbench.runtime.stages import Workspace
-from crystalbench.tasks import sources
+from crystalbench.tasks import readers
 
 
 class IdentPlugin:
@@ -138,5 +138,5 @@ def test_generated_and_undeclared_tasks(plugin_and_reg, tmp_path):
 def test_one_file_hash_function(tmp_path):
     f = tmp_path / "split.json"
     f.write_text('{"train": ["a"], "test": ["b"]}')
-    assert sources.sha256_file(f) == store.file_sha256(f)
+    assert readers.file_digest(f) == store.file_sha256(f)
     assert splits.split_file_digest(f) == store.file_sha256(f)[:24]

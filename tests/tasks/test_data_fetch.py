@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import bench_invoke
 
+from crystalbench.contract import download
 from crystalbench.tasks import sources
 
 SHARED = Path(os.environ.get("CRYSTALBENCH_DATA_DIR", ""))
@@ -38,7 +39,7 @@ class FakeWeb:
 @pytest.fixture
 def web(monkeypatch, data_dir) -> FakeWeb:
     fake = FakeWeb()
-    monkeypatch.setattr(sources, "http_download", fake)
+    monkeypatch.setattr(download, "http_download", fake)
     monkeypatch.delenv("CRYSTALBENCH_OFFLINE", raising=False)
     return fake
 
@@ -68,7 +69,7 @@ def test_fetch_property_task_from_pinned_repositories(web, tmp_path):
 
 def test_checksum_mismatch_writes_nothing(monkeypatch, data_dir, tmp_path):
     fake = FakeWeb(corrupt=True)
-    monkeypatch.setattr(sources, "http_download", fake)
+    monkeypatch.setattr(download, "http_download", fake)
     monkeypatch.delenv("CRYSTALBENCH_OFFLINE", raising=False)
     code, out = bench_invoke("data", "fetch", "phonon_cv", "--data-dir", str(tmp_path))
     assert code == 1
@@ -78,7 +79,7 @@ def test_checksum_mismatch_writes_nothing(monkeypatch, data_dir, tmp_path):
 
 def test_network_failure_and_offline_are_reported(monkeypatch, data_dir, tmp_path):
     fake = FakeWeb(fail=True)
-    monkeypatch.setattr(sources, "http_download", fake)
+    monkeypatch.setattr(download, "http_download", fake)
     monkeypatch.delenv("CRYSTALBENCH_OFFLINE", raising=False)
     code, out = bench_invoke("data", "fetch", "piezo_modulus", "--data-dir", str(tmp_path))
     assert code == 1 and "download of https://raw.githubusercontent.com/" in out and "name resolution" in out, out
