@@ -7,6 +7,7 @@ as escaped text (not code spans, where a backslash escape would show).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -188,9 +189,19 @@ def _records_lines(records: list[ResultRecord]) -> list[str]:
            f"- platform: {_esc(_span(str(p.get('platform') or '') for p in prov))}",
            f"- crystalbench: {_esc(_span(str(p.get('crystalbench_version') or '') for p in prov))} at commit(s) "
            f"{_esc(_span(str(p.get('git_commit') or '')[:12] for p in prov))}",
+           f"- model code (each record's `job.code`; a model whose code changed has records of both until "
+           f"its re-runs supersede the older ones): {_esc(_model_code(records))}",
            f"- seeds: {_esc(_span(str(r.seed) for r in records))}; folds: {_esc(_span(str(r.fold) for r in records))}",
            ""]
     return out
+
+
+def _model_code(records: list[ResultRecord]) -> str:
+    """Per model, the code versions its records were made with and how many records each."""
+    per: dict[str, Counter[str]] = {}
+    for r in records:
+        per.setdefault(r.model, Counter())[str(r.job.code.get("model") or "unknown").split(" ")[-1]] += 1
+    return "; ".join(f"{m} " + ", ".join(f"{v} ({n})" for v, n in sorted(c.items())) for m, c in sorted(per.items()))
 
 
 def _cell_text(c: Comparison | None) -> str:

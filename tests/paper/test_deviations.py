@@ -56,6 +56,8 @@ def test_report_lists_each_deviation_with_its_reasons(reg, tmp_path):
     section = text[text.index("## Cells more than 15% off the paper"):]
     assert "| Table 1 | E\\_fin | cgcnn |" in section and "data: substitute" in section
     assert "## The records" in text and "1 validated record(s)" in text
+    code = next(line for line in text.splitlines() if line.startswith("- model code"))
+    assert code.endswith(": cgcnn unknown (1)")  # per model, the code versions of its records and how many
 
 
 def test_summary_marks_off_cells_and_names_unmeasured_models(reg, tmp_path):
