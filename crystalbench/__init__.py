@@ -14,7 +14,7 @@ docs/architecture.md shows the layers.
 
 from crystalbench.contract.context import Progress, Reporter, RunContext
 from crystalbench.contract.dataset import Dataset, structure_key
-from crystalbench.contract.download import RemoteFile, downloads_off, fetch_file
+from crystalbench.contract.download import OFFLINE_ENV, RemoteFile, downloads_off, fetch_file
 from crystalbench.contract.enums import PluginKind, Protocol, RecordStatus, TaskType
 from crystalbench.contract.errors import BadInputError, CrystalbenchError, DataUnavailableError
 from crystalbench.contract.features import FeatureScaler
@@ -96,6 +96,7 @@ __all__ = [
     "RemoteFile",
     "fetch_file",
     "downloads_off",
+    "OFFLINE_ENV",
     # errors
     "CrystalbenchError",
     "DataUnavailableError",

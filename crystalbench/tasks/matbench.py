@@ -13,7 +13,7 @@ Where the data comes from, first match wins:
    the run's cache directory (earlier downloads).
 3. Online: `matminer.datasets.load_dataset(name, data_home=...)` downloads the
    official file (hash-checked by matminer) into `$MATMINER_DATA` or that
-   cache folder. Set CRYSTALBENCH_OFFLINE=1 to never try (see `settings`).
+   cache folder. Set CRYSTALBENCH_OFFLINE=1 to never try (`crystalbench.downloads_off`).
 Offline without a file, loading raises DataUnavailableError saying where to put it.
 
 The file is read with the shared JSON table reader and parsers (`readers`);
@@ -31,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from crystalbench import (
+    OFFLINE_ENV,
     BadInputError,
     Dataset,
     DataUnavailableError,
@@ -38,6 +39,7 @@ from crystalbench import (
     RunContext,
     TaskSpec,
     TaskType,
+    downloads_off,
     hookimpl,
 )
 
@@ -49,7 +51,6 @@ __all__ = [
     "OFFLINE_ENV",
 ]
 
-OFFLINE_ENV = settings.OFFLINE_ENV
 _MB_LICENSE = "Matbench: BSD-style (LBNL); "
 
 # name: (target column, unit, task type, samples, input, extensive, source, data licence)
@@ -215,7 +216,7 @@ def load_matbench(name: str, ctx: RunContext) -> Dataset:
             return _to_dataset(name, columns, rows, str(found))
 
         return _DATASETS.get((name, str(path), file_digest(path)), read)
-    if settings.offline(ctx):
+    if downloads_off(ctx):
         raise _unavailable(name, ctx.data_dir, f"no local copy and downloads are off ({OFFLINE_ENV}=1)")
     return _download_dataset(name, ctx)
 

@@ -1,14 +1,14 @@
 """The user settings the built-in task plugins read, in one place.
 
 Paths, jobs and caches come from the `RunContext` (flags and the harness's
-documented defaults). What remains are a few task-specific user settings; each
+documented defaults), and whether downloads are off is the harness's own rule
+(`crystalbench.downloads_off`, ``CRYSTALBENCH_OFFLINE``). What remains are a few task-specific user settings; each
 can be given in the context's ``options`` (key in the table below, e.g. from a
 config file) and otherwise comes from its environment variable:
 
 ===========================  ==============================  ================================================
 option key                   environment variable            meaning
 ===========================  ==============================  ================================================
-``offline``                  ``CRYSTALBENCH_OFFLINE``        never download (Matbench files): 1/true/yes/on
 ``matminer_data``            ``MATMINER_DATA``               folder of matminer/Matbench dataset files
 ``learnability_structures``  ``CRYSTALBENCH_LEARNABILITY_    another structure collection for the desc_* tasks
                              STRUCTURES``                    (a folder of structure files or a JSON mapping)
@@ -26,22 +26,18 @@ if TYPE_CHECKING:
     from crystalbench import RunContext
 
 __all__ = [
-    "OFFLINE_ENV",
     "MATMINER_DATA_ENV",
     "COLLECTION_ENV",
     "TASKS_ENV",
-    "offline",
     "matminer_data",
     "learnability_structures",
     "extra_task_dirs",
 ]
 
-OFFLINE_ENV = "CRYSTALBENCH_OFFLINE"  # read by `crystalbench.downloads_off`
 MATMINER_DATA_ENV = "MATMINER_DATA"
 COLLECTION_ENV = "CRYSTALBENCH_LEARNABILITY_STRUCTURES"
 TASKS_ENV = "CRYSTALBENCH_TASKS_DIR"
 
-_TRUE = ("1", "true", "yes", "on")
 
 
 def _value(ctx: RunContext, key: str, env: str) -> str:
@@ -54,13 +50,6 @@ def _value(ctx: RunContext, key: str, env: str) -> str:
 def _path(ctx: RunContext, key: str, env: str) -> Path | None:
     text = _value(ctx, key, env)
     return Path(text).expanduser() if text else None
-
-
-def offline(ctx: RunContext) -> bool:
-    """True when downloads are off (`crystalbench.downloads_off`: the harness's one rule)."""
-    from crystalbench import downloads_off
-
-    return downloads_off(ctx)
 
 
 def matminer_data(ctx: RunContext) -> Path | None:
